@@ -1,0 +1,126 @@
+"""Domain errors shared by every service, and their one mapping to gRPC.
+
+    DomainError                      -> grpc code           -> HTTP (gateway)
+    ├── ValidationFailed(errors)     -> INVALID_ARGUMENT    -> 422
+    ├── BadRequest                   -> FAILED_PRECONDITION -> 400
+    ├── NotFound                     -> NOT_FOUND           -> 404
+    ├── Conflict                     -> ALREADY_EXISTS/ABORTED -> 409
+    ├── Forbidden                    -> PERMISSION_DENIED   -> 403
+    ├── Unauthenticated              -> UNAUTHENTICATED     -> 401
+    ├── PayloadTooLarge              -> RESOURCE_EXHAUSTED  -> 413
+    └── TooManyRequests              -> RESOURCE_EXHAUSTED  -> 429
+
+A servicer raises these; `grpc_server` turns them into a status whose details
+string is a JSON problem object, which the gateway turns into problem+json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FieldError:
+    """One field failing one rule. `message` is already in the caller's language."""
+
+    field: str
+    rule: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used in problem documents."""
+        out: dict[str, Any] = {"field": self.field, "rule": self.rule, "message": self.message}
+        if self.params:
+            out["params"] = self.params
+        return out
+
+
+class DomainError(Exception):
+    """Base of every expected error; carries a stable code and a human title."""
+
+    code = "error"
+    http_status = 500
+
+    def __init__(self, detail: str = "", *, title: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        self.title = title or detail or self.code
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        """The JSON problem object carried in gRPC status details."""
+        problem: dict[str, Any] = {
+            "code": self.code,
+            "status": self.http_status,
+            "title": self.title,
+            "detail": self.detail,
+        }
+        problem.update(self.extra)
+        return problem
+
+
+class ValidationFailed(DomainError):
+    """Input broke one or more field rules; nothing was written."""
+
+    code = "validation_failed"
+    http_status = 422
+
+    def __init__(self, errors: list[FieldError], detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or "; ".join(e.message for e in errors), **extra)
+        self.errors = errors
+
+    def to_problem(self) -> dict[str, Any]:
+        problem = super().to_problem()
+        problem["errors"] = [e.to_dict() for e in self.errors]
+        return problem
+
+
+class BadRequest(DomainError):
+    """The request itself is malformed (not a field rule)."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class NotFound(DomainError):
+    """No such object for this tenant and principal."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(DomainError):
+    """A unique value or a version clash; nothing was written."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Forbidden(DomainError):
+    """The principal may not do this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PayloadTooLarge(DomainError):
+    """Body or file over its limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class TooManyRequests(DomainError):
+    """Rate limit hit."""
+
+    code = "too_many_requests"
+    http_status = 429

@@ -1,0 +1,360 @@
+"""The event bus: envelope, publisher with confirms, outbox relay, idempotent consumer.
+
+Wire format matches nameko 2.14: each publishing service has a durable topic
+exchange `<service>.events`, the routing key is the event type, messages are
+persistent JSON. The body is the envelope
+`{id, type, tenant_id, occurred_at, source, actor, data}`.
+
+Reliability: services never publish from the request path. They write the
+envelope into an outbox collection in the same store write (or transaction)
+as the change; `OutboxRelay` publishes pending envelopes with publisher
+confirms and only then marks them sent. A crash between publish and mark
+republishes, so consumers are idempotent (`EventConsumer` remembers processed
+event ids in a TTL collection) and ack only after their work commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pika
+import pika.exceptions
+from prometheus_client import Counter, Gauge
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+
+from crm_runtime.logging import get_logger
+
+log = get_logger("crm.events")
+
+EVENTS_PUBLISHED = Counter("crm_events_published_total", "Events published to RabbitMQ", ["exchange", "type"])
+EVENTS_CONSUMED = Counter("crm_events_consumed_total", "Events consumed", ["queue", "outcome"])
+OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Envelopes waiting in the outbox at the last poll", ["collection"])
+EVENT_LAG = Gauge("crm_event_lag_seconds", "Age of the last event published by the relay", ["collection"])
+
+
+def exchange_name(service: str) -> str:
+    """The topic exchange of a publishing service, nameko style."""
+    return f"{service}.events"
+
+
+def make_envelope(
+    event_type: str, tenant_id: str, data: dict[str, Any], *, source: str, actor: str = "system"
+) -> dict[str, Any]:
+    """A new event envelope; `occurred_at` is now, in UTC."""
+    return {
+        "id": uuid.uuid4().hex,
+        "type": event_type,
+        "tenant_id": tenant_id,
+        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "source": source,
+        "actor": actor,
+        "data": data,
+    }
+
+
+def declare_exchange(channel: Any, name: str) -> None:
+    """Declare a service exchange exactly as nameko 2.14 does (topic, durable, not auto-delete)."""
+    channel.exchange_declare(exchange=name, exchange_type="topic", durable=True, auto_delete=False)
+
+
+class EventPublisher:
+    """Publishes envelopes to a topic exchange with publisher confirms.
+
+    Not thread-safe (pika's BlockingConnection is not): one per thread. A failed
+    publish raises; callers (the relay) retry later.
+    """
+
+    def __init__(self, amqp_url: str, exchange: str, *, connect_timeout: float = 5.0) -> None:
+        self._url = amqp_url
+        self._exchange = exchange
+        self._timeout = connect_timeout
+        self._conn: pika.BlockingConnection | None = None
+        self._channel: Any = None
+
+    def _ensure(self) -> Any:
+        if self._conn is None or self._conn.is_closed or self._channel is None or self._channel.is_closed:
+            self.close()
+            params = pika.URLParameters(self._url)
+            params.socket_timeout = self._timeout
+            params.blocked_connection_timeout = 30
+            params.heartbeat = 30
+            self._conn = pika.BlockingConnection(params)
+            self._channel = self._conn.channel()
+            self._channel.confirm_delivery()
+            declare_exchange(self._channel, self._exchange)
+        return self._channel
+
+    def publish(self, envelope: dict[str, Any]) -> None:
+        """Publish one envelope and wait for the broker's confirm."""
+        channel = self._ensure()
+        try:
+            channel.basic_publish(
+                exchange=self._exchange,
+                routing_key=envelope["type"],
+                body=json.dumps(envelope, ensure_ascii=False, default=str).encode("utf-8"),
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    message_id=envelope["id"],
+                    type=envelope["type"],
+                ),
+                mandatory=False,
+            )
+        except Exception:
+            self.close()
+            raise
+        EVENTS_PUBLISHED.labels(self._exchange, envelope["type"]).inc()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+
+
+class OutboxRelay:
+    """Publishes outbox envelopes and marks them sent.
+
+    An outbox document holds the envelope under `envelope_field` and a boolean
+    `published` flag (indexed). Documents are published oldest first; each is
+    marked only after the broker confirmed it, so a crash republishes rather
+    than loses. `CRM_RELAY_CRASH_AFTER_PUBLISH=1` makes the process exit right
+    after the first confirmed publish (used by the crash test).
+    """
+
+    def __init__(
+        self,
+        collection: Collection[Any],
+        publisher: EventPublisher,
+        *,
+        envelope_field: str = "event",
+        batch_size: int = 200,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self._col = collection
+        self._publisher = publisher
+        self._field = envelope_field
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._crash_after_publish = os.environ.get("CRM_RELAY_CRASH_AFTER_PUBLISH") == "1"
+        self._stop = threading.Event()
+        self.healthy = True
+
+    @staticmethod
+    def ensure_indexes(collection: Collection[Any]) -> None:
+        """The relay's query path: pending envelopes."""
+        collection.create_index([("published", ASCENDING)], name="outbox_pending")
+
+    def run_once(self) -> int:
+        """Publish one batch of pending envelopes; return how many were published."""
+        pending = list(
+            self._col.find({"published": False}, {self._field: 1}).sort("_id", ASCENDING).limit(self._batch)
+        )
+        OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
+        done: list[Any] = []
+        try:
+            for doc in pending:
+                envelope = doc[self._field]
+                self._publisher.publish(envelope)
+                if self._crash_after_publish:
+                    log.warning("relay_crash_injected", event_id=envelope["id"])
+                    os._exit(17)
+                done.append(doc["_id"])
+        finally:
+            # chunked: `$in` over many ids is slow on some stores
+            for start in range(0, len(done), 200):
+                self._col.update_many(
+                    {"_id": {"$in": done[start : start + 200]}, "published": False},
+                    {"$set": {"published": True, "published_at": datetime.now(UTC)}},
+                )
+        if pending:
+            last = pending[-1][self._field]
+            try:
+                occurred = datetime.fromisoformat(str(last["occurred_at"]).replace("Z", "+00:00"))
+                EVENT_LAG.labels(self._col.name).set((datetime.now(UTC) - occurred).total_seconds())
+            except (KeyError, ValueError):
+                pass
+        return len(done)
+
+    def run_forever(self) -> None:
+        """Poll until `stop()`; broker failures back off and retry, nothing is dropped."""
+        backoff = self._poll
+        while not self._stop.is_set():
+            try:
+                published = self.run_once()
+                self.healthy = True
+                backoff = self._poll
+                if published >= self._batch:
+                    continue
+            except Exception as exc:  # noqa: BLE001 - broker or store down: retry later
+                self.healthy = False
+                log.warning("relay_publish_failed", error=str(exc), retry_in=backoff)
+                self._publisher.close()
+                backoff = min(backoff * 2, 5.0)
+            self._stop.wait(backoff)
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread."""
+        thread = threading.Thread(target=self.run_forever, name=f"relay-{self._col.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Ask the loop to end."""
+        self._stop.set()
+
+
+class EventConsumer:
+    """Consumes envelopes from a durable queue, idempotently, acking after the work.
+
+    Processed event ids are kept in `processed` (TTL index, default 7 days). A
+    handler exception sends the message with its error to `<queue>.dlq`, from
+    which `replay_dead_letters()` puts it back. Runs in a plain thread (no
+    eventlet), so it may live beside a gRPC server.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        bindings: Iterable[tuple[str, str]],
+        handler: Callable[[dict[str, Any]], None],
+        processed: Collection[Any],
+        *,
+        prefetch: int = 50,
+        ttl: timedelta = timedelta(days=7),
+    ) -> None:
+        self._url = amqp_url
+        self.queue = queue
+        self._bindings = list(bindings)
+        self._handler = handler
+        self._processed = processed
+        self._prefetch = prefetch
+        self._ttl = ttl
+        self._stop = threading.Event()
+        self._conn: pika.BlockingConnection | None = None
+        self.connected = threading.Event()
+
+    def ensure_indexes(self) -> None:
+        """TTL on processed ids."""
+        self._processed.create_index(
+            [("at", ASCENDING)], expireAfterSeconds=int(self._ttl.total_seconds()), name="processed_ttl"
+        )
+
+    def _declare(self, channel: Any) -> None:
+        channel.queue_declare(queue=self.queue + ".dlq", durable=True)
+        channel.queue_declare(queue=self.queue, durable=True)
+        for exchange, key in self._bindings:
+            declare_exchange(channel, exchange)
+            channel.queue_bind(queue=self.queue, exchange=exchange, routing_key=key)
+
+    def handle_body(self, body: bytes) -> str:
+        """Process one message body; returns "done", "duplicate" or raises."""
+        envelope = json.loads(body)
+        event_id = envelope["id"]
+        if self._processed.find_one({"_id": event_id}, {"_id": 1}) is not None:
+            return "duplicate"
+        self._handler(envelope)
+        try:
+            self._processed.insert_one({"_id": event_id, "type": envelope.get("type"), "at": datetime.now(UTC)})
+        except DuplicateKeyError:
+            return "duplicate"
+        return "done"
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            outcome = self.handle_body(body)
+        except Exception as exc:  # noqa: BLE001 - poison message: dead-letter it with the error
+            log.error("event_handler_failed", queue=self.queue, error=str(exc))
+            channel.basic_publish(
+                exchange="",
+                routing_key=self.queue + ".dlq",
+                body=body,
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    headers={"x-error": str(exc)[:1000], "x-original-routing-key": method.routing_key},
+                ),
+            )
+            outcome = "dead_lettered"
+        channel.basic_ack(delivery_tag=method.delivery_tag)
+        EVENTS_CONSUMED.labels(self.queue, outcome).inc()
+
+    def run_forever(self) -> None:
+        """Consume until `stop()`, reconnecting after broker failures."""
+        while not self._stop.is_set():
+            try:
+                params = pika.URLParameters(self._url)
+                params.heartbeat = 30
+                self._conn = pika.BlockingConnection(params)
+                channel = self._conn.channel()
+                channel.basic_qos(prefetch_count=self._prefetch)
+                self._declare(channel)
+                channel.basic_consume(queue=self.queue, on_message_callback=self._on_message)
+                self.connected.set()
+                while not self._stop.is_set():
+                    self._conn.process_data_events(time_limit=0.5)
+            except Exception as exc:  # noqa: BLE001 - broker down: retry
+                self.connected.clear()
+                if not self._stop.is_set():
+                    log.warning("consumer_disconnected", queue=self.queue, error=str(exc))
+                    self._stop.wait(1.0)
+            finally:
+                if self._conn is not None and self._conn.is_open:
+                    try:
+                        self._conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread."""
+        thread = threading.Thread(target=self.run_forever, name=f"consumer-{self.queue}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Ask the loop to end."""
+        self._stop.set()
+
+    def replay_dead_letters(self, limit: int = 1000) -> int:
+        """Move dead-lettered messages back to the queue; returns how many."""
+        conn = pika.BlockingConnection(pika.URLParameters(self._url))
+        try:
+            channel = conn.channel()
+            self._declare(channel)
+            moved = 0
+            while moved < limit:
+                method, _props, body = channel.basic_get(queue=self.queue + ".dlq", auto_ack=False)
+                if method is None:
+                    break
+                channel.basic_publish(
+                    exchange="", routing_key=self.queue, body=body, properties=pika.BasicProperties(delivery_mode=2)
+                )
+                channel.basic_ack(method.delivery_tag)
+                moved += 1
+            return moved
+        finally:
+            conn.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll `predicate` until true or `timeout`; for start-up and tests."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,238 @@
+"""gRPC server bootstrap shared by every service.
+
+`build_server` returns a server with: the principal taken from metadata for
+each call, domain errors mapped to status codes with a JSON problem in the
+details, Prometheus request counts and latency per RPC, the standard health
+service (NOT_SERVING until the readiness checks pass) and reflection.
+`serve_forever` starts it plus the HTTP side port (`/healthz`, `/readyz`,
+`/metrics`) and stops gracefully on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from crm_runtime.errors import DomainError
+from crm_runtime.logging import get_logger
+from crm_runtime.principal import Principal, principal_context
+
+log = get_logger("crm.grpc")
+
+RPC_REQUESTS = Counter("crm_grpc_requests_total", "gRPC requests served", ["method", "code"])
+RPC_LATENCY = Histogram(
+    "crm_grpc_request_seconds",
+    "gRPC request latency",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_CODES = {
+    400: grpc.StatusCode.FAILED_PRECONDITION,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def status_for(error: DomainError) -> grpc.StatusCode:
+    """The gRPC status code of a domain error."""
+    return _CODES.get(error.http_status, grpc.StatusCode.INTERNAL)
+
+
+def _wrap_unary(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        principal = Principal.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            with principal_context(principal):
+                return behavior(request, context)
+        except DomainError as exc:
+            code = status_for(exc).name
+            context.abort(status_for(exc), json.dumps(exc.to_problem(), ensure_ascii=False, default=str))
+        except Exception:
+            if context.code() is None:  # type: ignore[attr-defined]
+                code = "INTERNAL"
+                log.exception("rpc_failed", method=method)
+            raise
+        finally:
+            RPC_REQUESTS.labels(method, code).inc()
+            RPC_LATENCY.labels(method).observe(time.perf_counter() - start)
+
+    return handler
+
+
+def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        principal = Principal.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        code = "OK"
+        try:
+            with principal_context(principal):
+                yield from behavior(request, context)
+        except DomainError as exc:
+            code = status_for(exc).name
+            context.abort(status_for(exc), json.dumps(exc.to_problem(), ensure_ascii=False, default=str))
+        finally:
+            RPC_REQUESTS.labels(method, code).inc()
+
+    return handler
+
+
+class _ContextInterceptor(grpc.ServerInterceptor):
+    """Principal context, error mapping and metrics around every unary/stream handler."""
+
+    def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method.startswith("/grpc."):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+@dataclass
+class ServerBundle:
+    """A built server with its health servicer and readiness checks."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    service_names: list[str]
+    checks: list[Callable[[], bool]] = field(default_factory=list)
+
+    def ready(self) -> bool:
+        """True when every readiness check passes."""
+        return all(check() for check in self.checks)
+
+    def refresh_health(self) -> bool:
+        """Set the health status from the readiness checks; returns readiness."""
+        ok = self.ready()
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self.service_names]:
+            self.health.set(name, status)
+        return ok
+
+
+def build_server(
+    port: int,
+    register: Iterable[Callable[[grpc.Server], None]],
+    service_names: Sequence[str],
+    *,
+    checks: Sequence[Callable[[], bool]] = (),
+    max_workers: int = 32,
+    host: str = "0.0.0.0",
+) -> ServerBundle:
+    """Build (not start) a gRPC server. `port=0` picks a free port (tests)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[_ContextInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    for reg in register:
+        reg(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    bundle = ServerBundle(server, health_servicer, bound, list(service_names), list(checks))
+    for name in ["", *service_names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return bundle
+
+
+class _SideHandler(BaseHTTPRequestHandler):
+    bundle: ServerBundle
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if self.path == "/healthz":
+            self._send(200, b'{"status":"ok"}', "application/json")
+        elif self.path == "/readyz":
+            ok = self.bundle.ready()
+            self._send(200 if ok else 503, json.dumps({"ready": ok}).encode(), "application/json")
+        elif self.path == "/metrics":
+            self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+        else:
+            self._send(404, b'{"error":"not found"}', "application/json")
+
+    def _send(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+        return
+
+
+def start_side_http(bundle: ServerBundle, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Serve `/healthz`, `/readyz`, `/metrics` for a gRPC unit in a thread."""
+    handler = type("SideHandler", (_SideHandler,), {"bundle": bundle})
+    httpd = ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=httpd.serve_forever, name="side-http", daemon=True).start()
+    return httpd
+
+
+def serve_forever(
+    bundle: ServerBundle,
+    http_port: int,
+    *,
+    grace: float = 10.0,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Start the server and side port; block until SIGTERM/SIGINT, then stop gracefully."""
+    stop = threading.Event()
+    bundle.server.start()
+    httpd = start_side_http(bundle, http_port)
+
+    def _signal(signum: int, _frame: Any) -> None:
+        log.info("shutdown_requested", signal=signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    log.info("serving", grpc_port=bundle.port, http_port=http_port)
+    while not stop.is_set():
+        bundle.refresh_health()
+        stop.wait(2.0)
+    bundle.health.enter_graceful_shutdown()
+    if on_stop is not None:
+        on_stop()
+    bundle.server.stop(grace).wait()
+    httpd.shutdown()
+    log.info("stopped")
