@@ -160,9 +160,7 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """Publish one batch of pending envelopes; return how many were published."""
-        pending = list(
-            self._col.find({"published": False}, {self._field: 1}).sort("_id", ASCENDING).limit(self._batch)
-        )
+        pending = list(self._col.find({"published": False}, {self._field: 1}).sort("_id", ASCENDING).limit(self._batch))
         OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
         done: list[Any] = []
         try:
@@ -236,6 +234,7 @@ class EventConsumer:
         *,
         prefetch: int = 50,
         ttl: timedelta = timedelta(days=7),
+        transient: bool = False,
     ) -> None:
         self._url = amqp_url
         self.queue = queue
@@ -244,6 +243,9 @@ class EventConsumer:
         self._processed = processed
         self._prefetch = prefetch
         self._ttl = ttl
+        # transient: a per-process queue (e.g. cache invalidation in every replica)
+        # that the broker deletes when the consumer goes away
+        self._transient = transient
         self._stop = threading.Event()
         self._conn: pika.BlockingConnection | None = None
         self.connected = threading.Event()
@@ -256,7 +258,10 @@ class EventConsumer:
 
     def _declare(self, channel: Any) -> None:
         channel.queue_declare(queue=self.queue + ".dlq", durable=True)
-        channel.queue_declare(queue=self.queue, durable=True)
+        if self._transient:
+            channel.queue_declare(queue=self.queue, durable=False, auto_delete=True)
+        else:
+            channel.queue_declare(queue=self.queue, durable=True)
         for exchange, key in self._bindings:
             declare_exchange(channel, exchange)
             channel.queue_bind(queue=self.queue, exchange=exchange, routing_key=key)
