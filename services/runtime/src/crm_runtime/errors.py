@@ -16,7 +16,8 @@ string is a JSON problem object, which the gateway turns into problem+json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 
@@ -27,7 +28,7 @@ class FieldError:
     field: str
     rule: str
     message: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dc_field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in problem documents."""
