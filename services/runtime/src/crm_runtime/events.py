@@ -54,7 +54,8 @@ def make_envelope(
         "id": uuid.uuid4().hex,
         "type": event_type,
         "tenant_id": tenant_id,
-        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        # fixed width (always microseconds) so that the text sorts in time order
+        "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "source": source,
         "actor": actor,
         "data": data,
@@ -129,7 +130,7 @@ class OutboxRelay:
     """Publishes outbox envelopes and marks them sent.
 
     An outbox document holds the envelope under `envelope_field` and a boolean
-    `published` flag (indexed). Documents are published oldest first; each is
+    `published` flag (indexed). Documents are published oldest first (envelope occurred_at); each is
     marked only after the broker confirmed it, so a crash republishes rather
     than loses. `CRM_RELAY_CRASH_AFTER_PUBLISH=1` makes the process exit right
     after the first confirmed publish (used by the crash test).
@@ -160,7 +161,8 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """Publish one batch of pending envelopes; return how many were published."""
-        pending = list(self._col.find({"published": False}, {self._field: 1}).sort("_id", ASCENDING).limit(self._batch))
+        order = [(f"{self._field}.occurred_at", ASCENDING), ("_id", ASCENDING)]
+        pending = list(self._col.find({"published": False}, {self._field: 1}).sort(order).limit(self._batch))
         OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
         done: list[Any] = []
         try:

@@ -16,9 +16,20 @@ def connect(url: str, db_name: str, *, alias: str = "default", **kwargs: Any) ->
     pymongo use (hot paths), so there is one connection pool per process.
     """
     client: MongoClient[Any] = MongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=kwargs.pop("timeout_ms", 5000), **kwargs
+        url,
+        tz_aware=True,
+        uuidRepresentation="standard",
+        serverSelectionTimeoutMS=kwargs.pop("timeout_ms", 5000),
+        **kwargs,
     )
-    mongoengine.connect(db=db_name, alias=alias, host=url, tz_aware=True, mongo_client_class=lambda *a, **k: client)
+    mongoengine.connect(
+        db=db_name,
+        alias=alias,
+        host=url,
+        tz_aware=True,
+        uuidRepresentation="standard",
+        mongo_client_class=lambda *a, **k: client,
+    )
     return client[db_name]
 
 

@@ -1,0 +1,73 @@
+"""Integration: the server bootstrap maps domain errors and carries the principal."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from crm.form.v1 import form_pb2, form_pb2_grpc
+from crm_runtime import Conflict, NotFound, Principal, current_principal
+from crm_runtime.client import channel, problem_from_error
+from crm_runtime.grpc_server import build_server, start_side_http
+from crm_runtime.testing import free_port
+
+
+class _Forms(form_pb2_grpc.FormServiceServicer):
+    def GetForm(self, request: Any, context: Any) -> Any:  # noqa: N802 - generated API
+        p = current_principal()
+        if request.form_id == "missing":
+            raise NotFound("no such form", title="表单不存在")
+        if request.form_id == "dup":
+            raise Conflict("clash", existing_id="x1")
+        return form_pb2.GetFormResponse(form_json=json.dumps({"tenant": p.tenant_id, "locale": p.locale}))
+
+
+def test_errors_principal_health_and_side_port() -> None:
+    ready = {"ok": False}
+    bundle = build_server(
+        0,
+        [lambda s: form_pb2_grpc.add_FormServiceServicer_to_server(_Forms(), s)],
+        ["crm.form.v1.FormService"],
+        checks=[lambda: ready["ok"]],
+    )
+    bundle.server.start()
+    http_port = free_port()
+    httpd = start_side_http(bundle, http_port, host="127.0.0.1")
+    try:
+        ch = channel(f"127.0.0.1:{bundle.port}")
+        stub = form_pb2_grpc.FormServiceStub(ch)
+        md = Principal(tenant_id="t9", locale="en").to_metadata()
+        resp = stub.GetForm(form_pb2.GetFormRequest(form_id="a"), metadata=md)
+        assert json.loads(resp.form_json) == {"tenant": "t9", "locale": "en"}
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetForm(form_pb2.GetFormRequest(form_id="missing"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert problem_from_error(err.value)["status"] == 404
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetForm(form_pb2.GetFormRequest(form_id="dup"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert problem_from_error(err.value)["existing_id"] == "x1"
+        with pytest.raises(grpc.RpcError) as err:  # no tenant in metadata
+            stub.GetForm(form_pb2.GetFormRequest(form_id="a"))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        health = health_pb2_grpc.HealthStub(ch)
+        bundle.refresh_health()
+        assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz")
+        assert http_err.value.code == 503
+        ready["ok"] = True
+        bundle.refresh_health()
+        assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+        assert urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz").status == 200
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
+        assert 'crm_grpc_requests_total{code="NOT_FOUND",method="/crm.form.v1.FormService/GetForm"}' in metrics
+    finally:
+        httpd.shutdown()
+        bundle.server.stop(0)
