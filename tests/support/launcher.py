@@ -149,7 +149,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
     platform = Platform(store, units, env, data_dir, password, gateway_port)
     try:
         _wait_ready(f"{platform.base_url}/readyz", timeout, units)
-    except Exception:
+    except Exception:  # noqa: BLE001 - add the logs, then re-raise
         logs = "\n".join(f"--- {n}\n{platform.logs(n)}" for n in units)
         platform.stop()
         raise RuntimeError("platform did not start:\n" + logs) from None
