@@ -1,0 +1,1 @@
+"""The gRPC face of the form service: a thin servicer over FormEngine."""
