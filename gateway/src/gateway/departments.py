@@ -1,0 +1,160 @@
+"""The department tree of a tenant, kept as a materialised path.
+
+Each department stores `parent_id` ("" for a root) and `path`, the ids from
+the root down to itself: "/<root>/<child>/<self>/". A subtree is every
+department whose path starts with the root's path. A tenant has tens to a few
+hundred departments, so tree work loads the tenant's list (one indexed query on
+tenant_id) and computes in Python rather than relying on regex queries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from gateway.errors import ApiError
+from gateway.i18n import t
+from gateway.store import GatewayStore
+
+
+def public_department(doc: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a department document."""
+    ids = [p for p in doc["path"].split("/") if p]
+    return {
+        "id": doc["_id"],
+        "name": doc["name"],
+        "parent_id": doc.get("parent_id") or None,
+        "path": doc["path"],
+        "ancestor_ids": ids[:-1],
+        "depth": len(ids) - 1,
+        "sort": doc.get("sort", 0),
+        "created_at": doc.get("created_at"),
+    }
+
+
+def build_tree(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nest public departments under their parents (children sorted by sort, name)."""
+    nodes = {d["id"]: {**d, "children": []} for d in items}
+    roots: list[dict[str, Any]] = []
+    for node in nodes.values():
+        parent = nodes.get(node["parent_id"] or "")
+        (parent["children"] if parent else roots).append(node)
+    for node in [*nodes.values()]:
+        node["children"].sort(key=lambda n: (n["sort"], n["name"]))
+    roots.sort(key=lambda n: (n["sort"], n["name"]))
+    return roots
+
+
+class Departments:
+    """Create, rename, move and delete departments; compute subtrees."""
+
+    def __init__(self, store: GatewayStore) -> None:
+        self._store = store
+
+    def all(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every department document of the tenant, ordered by path."""
+        docs = list(self._store.departments.find({"tenant_id": tenant_id}))
+        return sorted(docs, key=lambda d: d["path"])
+
+    def get(self, tenant_id: str, department_id: str) -> dict[str, Any]:
+        """One department; 404 when it is not the tenant's."""
+        doc = self._store.departments.find_one({"_id": department_id})
+        if doc is None or doc.get("tenant_id") != tenant_id:
+            raise ApiError(404, "department_not_found", id=department_id)
+        return doc
+
+    def find(self, tenant_id: str, department_id: str) -> dict[str, Any] | None:
+        """One department or None."""
+        doc = self._store.departments.find_one({"_id": department_id})
+        return doc if doc is not None and doc.get("tenant_id") == tenant_id else None
+
+    def subtree_ids(self, tenant_id: str, department_id: str) -> list[str]:
+        """The ids of `department_id` and every department below it (empty when it does not exist)."""
+        if not department_id:
+            return []
+        docs = self.all(tenant_id)
+        root = next((d for d in docs if d["_id"] == department_id), None)
+        if root is None:
+            return []
+        return [d["_id"] for d in docs if d["path"].startswith(root["path"])]
+
+    def create(self, tenant_id: str, name: str, parent_id: str | None = None, sort: int = 0) -> dict[str, Any]:
+        """A new department under `parent_id` (a root when empty)."""
+        parent_path = "/"
+        if parent_id:
+            parent_path = self.get(tenant_id, parent_id)["path"]
+        new_id = str(ObjectId())
+        doc = {
+            "_id": new_id,
+            "tenant_id": tenant_id,
+            "name": name,
+            "parent_id": parent_id or "",
+            "path": f"{parent_path}{new_id}/",
+            "sort": sort,
+            "created_at": datetime.now(UTC),
+        }
+        self._store.departments.insert_one(doc)
+        return doc
+
+    def ensure(self, tenant_id: str, name: str, parent_id: str | None = None, sort: int = 0) -> dict[str, Any]:
+        """The department `name` under `parent_id`, created when missing (seeding)."""
+        for doc in self._store.departments.find({"tenant_id": tenant_id, "parent_id": parent_id or ""}):
+            if doc["name"] == name:
+                return doc
+        return self.create(tenant_id, name, parent_id, sort)
+
+    def update(
+        self,
+        tenant_id: str,
+        department_id: str,
+        *,
+        name: str | None = None,
+        sort: int | None = None,
+        parent_id: str | None = None,
+        move: bool = False,
+    ) -> dict[str, Any]:
+        """Rename and/or move (`move=True`: to `parent_id`, None/"" = root); refuses cycles."""
+        doc = self.get(tenant_id, department_id)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = name
+        if sort is not None:
+            changes["sort"] = sort
+        if changes:
+            self._store.departments.update_one({"_id": department_id}, {"$set": changes})
+        if move and (parent_id or "") != (doc.get("parent_id") or ""):
+            self._move(tenant_id, doc, parent_id or "")
+        return self.get(tenant_id, department_id)
+
+    def _move(self, tenant_id: str, doc: dict[str, Any], parent_id: str) -> None:
+        new_parent_path = "/"
+        if parent_id:
+            parent = self.get(tenant_id, parent_id)
+            if parent["path"].startswith(doc["path"]):
+                raise ApiError(
+                    409,
+                    "department_cycle",
+                    errors=[{"field": "parent_id", "rule": "cycle", "message": t("department_cycle")}],
+                )
+            new_parent_path = parent["path"]
+        old_prefix = doc["path"]
+        new_prefix = f"{new_parent_path}{doc['_id']}/"
+        ops = [UpdateOne({"_id": doc["_id"]}, {"$set": {"parent_id": parent_id, "path": new_prefix}})]
+        for sub in self.all(tenant_id):
+            if sub["_id"] != doc["_id"] and sub["path"].startswith(old_prefix):
+                ops.append(
+                    UpdateOne({"_id": sub["_id"]}, {"$set": {"path": new_prefix + sub["path"][len(old_prefix) :]}})
+                )
+        self._store.departments.bulk_write(ops, ordered=True)
+
+    def delete(self, tenant_id: str, department_id: str) -> None:
+        """Delete an empty department (no users, no children)."""
+        self.get(tenant_id, department_id)
+        has_child = self._store.departments.find_one({"tenant_id": tenant_id, "parent_id": department_id})
+        has_user = self._store.users.find_one({"tenant_id": tenant_id, "department_id": department_id})
+        if has_child is not None or has_user is not None:
+            raise ApiError(409, "department_not_empty")
+        self._store.departments.delete_one({"_id": department_id})

@@ -1,0 +1,66 @@
+"""Settings of the gateway, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crm_runtime.config import ConfigError, env_int, env_str
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from the environment.
+
+    MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, GATEWAY_PORT (8080),
+    GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
+    CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL.
+    """
+
+    jwt_secret: str
+    mongo_url: str = "mongodb://127.0.0.1:27018/?directConnection=true"
+    gateway_db: str = "crm_gateway"
+    form_grpc_addr: str = "127.0.0.1:50051"
+    record_grpc_addr: str = "127.0.0.1:50052"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 16
+    data_dir: Path = field(default_factory=lambda: Path(".data"))
+    admin_password: str | None = None
+    tenant_tz: str = "Asia/Shanghai"
+    log_level: str = "INFO"
+    access_token_seconds: int = 15 * 60
+    refresh_token_seconds: int = 7 * 24 * 3600
+    login_max_failures: int = 20
+    login_lock_seconds: int = 15 * 60
+    max_json_bytes: int = MIB
+    max_bulk_bytes: int = 32 * MIB
+    max_upload_bytes: int = 50 * MIB
+    grpc_timeout: float = 60.0
+    # argon2 cost; tests lower it so twenty failed logins take milliseconds
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the environment; a malformed or missing value fails start-up with a clear message."""
+        secret = env_str("JWT_SECRET", "")
+        if len(secret) < 16:
+            raise ConfigError("environment variable JWT_SECRET is required (at least 16 characters)")
+        return cls(
+            jwt_secret=secret,
+            mongo_url=env_str("MONGO_URL", cls.mongo_url),
+            gateway_db=env_str("GATEWAY_DB", cls.gateway_db),
+            form_grpc_addr=env_str("FORM_GRPC_ADDR", cls.form_grpc_addr),
+            record_grpc_addr=env_str("RECORD_GRPC_ADDR", cls.record_grpc_addr),
+            port=env_int("GATEWAY_PORT", cls.port),
+            workers=env_int("GATEWAY_WORKERS", cls.workers),
+            threads=env_int("GATEWAY_THREADS", cls.threads),
+            data_dir=Path(env_str("CRM_DATA_DIR", ".data")),
+            admin_password=os.environ.get("CRM_ADMIN_PASSWORD") or None,
+            tenant_tz=env_str("TENANT_TZ", cls.tenant_tz),
+            log_level=env_str("LOG_LEVEL", cls.log_level),
+        )
