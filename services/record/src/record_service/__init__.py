@@ -1,1 +1,1 @@
-"""Package."""
+"""The record service: validation against published forms, CRUD, query, history and the outbox."""

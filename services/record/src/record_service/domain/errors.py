@@ -1,0 +1,100 @@
+"""The record service's user-facing error messages (zh-CN and en) and error constructors.
+
+    crm_runtime.DomainError
+    ├── ValidationFailed(FieldError...)  422  bad data, filter, sort, cursor, version missing
+    ├── NotFound                         404  no such record/form for this tenant *and scope*
+    └── Conflict                         409  stale version, unique value taken
+
+Records outside the caller's tenant or data scope are reported as NotFound,
+never Forbidden, so that their existence does not leak.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm_runtime.errors import Conflict, FieldError, NotFound, ValidationFailed
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "record_not_found": {"zh-CN": "记录不存在：{ref}", "en": "Record not found: {ref}"},
+    "form_not_found": {"zh-CN": "表单不存在或未发布：{ref}", "en": "Form not found or not published: {ref}"},
+    "version_conflict": {
+        "zh-CN": "记录已被他人修改（当前版本 {current}，提交版本 {expected}），请刷新后重试",
+        "en": "The record was changed by someone else (version {current}, you sent {expected}); reload and retry",
+    },
+    "unique_conflict": {
+        "zh-CN": "{label}“{value}”已存在（{display}）",
+        "en": "{label} '{value}' already exists ({display})",
+    },
+    "unique_in_batch": {
+        "zh-CN": "{label}“{value}”与第 {other} 行重复",
+        "en": "{label} '{value}' repeats row {other}",
+    },
+    "required": {"zh-CN": "必填", "en": "Required"},
+    "invalid_json": {"zh-CN": "不是有效的 JSON：{error}", "en": "Not valid JSON: {error}"},
+    "not_object": {"zh-CN": "应为 JSON 对象", "en": "Must be a JSON object"},
+    "not_array": {"zh-CN": "应为 JSON 数组", "en": "Must be a JSON array"},
+    "too_many_rows": {"zh-CN": "一次最多 {max} 行，收到 {count} 行", "en": "At most {max} rows per call, got {count}"},
+    "empty_batch": {"zh-CN": "没有要创建的记录", "en": "No records to create"},
+    "unknown_field": {"zh-CN": "未知字段：{field}", "en": "Unknown field: {field}"},
+    "unknown_operator": {"zh-CN": "不支持的运算符：{op}", "en": "Unsupported operator: {op}"},
+    "invalid_filter": {"zh-CN": "筛选条件格式错误", "en": "Malformed filter"},
+    "invalid_value": {"zh-CN": "筛选值无效：{error}", "en": "Invalid filter value: {error}"},
+    "not_sortable": {"zh-CN": "不能按此字段排序：{field}", "en": "Cannot sort by this field: {field}"},
+    "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
+    "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
+    "not_deleted": {"zh-CN": "记录未被删除", "en": "The record is not deleted"},
+}
+
+
+def message(rule: str, locale: str = "zh-CN", **params: Any) -> str:
+    """The message of `rule` in `locale` (zh-CN when unknown), with params filled in."""
+    texts = MESSAGES.get(rule)
+    if texts is None:
+        return rule
+    template = texts.get(locale) or texts["zh-CN"]
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+def invalid(where: str, rule: str, locale: str = "zh-CN", **params: Any) -> ValidationFailed:
+    """A 422 with one field error on `where`."""
+    return ValidationFailed([FieldError(where, rule, message(rule, locale, **params), dict(params))])
+
+
+def record_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for a record that does not exist, or not for this tenant/scope."""
+    return NotFound(message("record_not_found", locale, ref=ref), record_id=ref)
+
+
+def form_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for a form that does not exist or has no published version."""
+    return NotFound(message("form_not_found", locale, ref=ref), form_id=ref)
+
+
+def version_conflict(record_id: str, current: int, expected: int, locale: str = "zh-CN") -> Conflict:
+    """409 for a stale expected_version."""
+    return Conflict(
+        message("version_conflict", locale, current=current, expected=expected),
+        reason="version_conflict",
+        record_id=record_id,
+        current_version=current,
+        expected_version=expected,
+    )
+
+
+def unique_conflict(
+    field: str, label: str, value: Any, existing_id: str, display: str, locale: str = "zh-CN", row: int | None = None
+) -> Conflict:
+    """409 naming the field and the existing record that holds the value."""
+    name = f"rows[{row}].{field}" if row is not None else field
+    text = message("unique_conflict", locale, label=label, value=value, display=display or existing_id)
+    return Conflict(
+        text,
+        reason="unique_conflict",
+        field=name,
+        errors=[{"field": name, "rule": "unique", "message": text}],
+        existing_record={"id": existing_id, "display": display or existing_id},
+    )

@@ -1,0 +1,118 @@
+"""The store as the domain sees it: our own interfaces, implemented by store/ (pymongo) and by test fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from record_service.domain.forms import FormSchema
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+class UniqueTaken(Exception):
+    """A unique key is already claimed by another record (raised inside a transaction, which then aborts)."""
+
+    def __init__(self, key: str, position: int | None = None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.position = position
+
+
+class StaleVersion(Exception):
+    """The record's version moved on (raised inside a transaction, which then aborts)."""
+
+
+class Transaction(Protocol):
+    """The writes allowed inside one store transaction; all or nothing."""
+
+    def next_sequence(self, key: str, count: int = 1) -> int:
+        """Increment the counter `key` by `count`; return its new value (gap-free: rolled back on abort)."""
+        ...
+
+    def claim_uniques(self, claims: Sequence[tuple[str, str]]) -> None:
+        """Claim (unique key, record id) pairs; UniqueTaken(key, position) when one is held."""
+        ...
+
+    def release_uniques(self, keys: Sequence[str], record_id: str) -> None:
+        """Release the keys held by `record_id` (keys held by others are left alone)."""
+        ...
+
+    def insert_records(self, docs: Sequence[Doc]) -> None:
+        """Insert new record documents."""
+        ...
+
+    def update_record(self, record_id: str, expected_version: int, set_fields: Doc, unset: Sequence[str] = ()) -> None:
+        """Update when the stored version is `expected_version`; StaleVersion otherwise."""
+        ...
+
+    def insert_history(self, docs: Sequence[Doc]) -> None:
+        """Insert history entries (each is also an outbox entry)."""
+        ...
+
+
+class RecordRepository(Protocol):
+    """Reads and transactional writes of records, history, uniques and counters."""
+
+    def transaction(self, fn: Callable[[Transaction], T]) -> T:
+        """Run `fn` in one transaction (retried on transient conflicts); its exceptions abort it."""
+        ...
+
+    def get(self, record_id: str) -> Doc | None:
+        """A record by id (any tenant: the caller checks tenant and scope)."""
+        ...
+
+    def get_many(self, ids: Sequence[str], projection: Doc | None = None) -> list[Doc]:
+        """Records by ids (chunked `$in`); any tenant, the caller filters."""
+        ...
+
+    def unique_holder(self, key: str) -> str | None:
+        """The record id holding a unique key, or None."""
+        ...
+
+    def find(
+        self,
+        predicate: Doc,
+        *,
+        sort: Sequence[tuple[str, int]] | None = None,
+        limit: int = 0,
+        batch_size: int = 0,
+        projection: Doc | None = None,
+    ) -> Iterator[Doc]:
+        """Stream records matching an index-covered predicate."""
+        ...
+
+    def count(self, predicate: Doc, limit: int = 0) -> int:
+        """Count records matching an index-covered predicate (up to `limit` when > 0)."""
+        ...
+
+    def history_page(self, tenant_id: str, record_id: str, before: datetime | None, limit: int) -> list[Doc]:
+        """History entries of a record, newest first, `at` <= before (ties included)."""
+        ...
+
+    def ensure_form_indexes(self, form: FormSchema) -> None:
+        """Indexes for the form's indexed fields (idempotent, cached)."""
+        ...
+
+
+class Cipher(Protocol):
+    """Symmetric encryption of encrypted_text values."""
+
+    def encrypt(self, plaintext: str) -> str:
+        """Ciphertext token."""
+        ...
+
+    def decrypt(self, token: str) -> str:
+        """Plaintext; raises ValueError on a bad token."""
+        ...
+
+
+AttachmentLookup = Callable[[str, list[str]], dict[str, dict[str, Any]]]
+"""(tenant id, attachment ids) -> {id: {id, name, size, content_type}} for the ids that exist."""
+
+
+def no_attachments(tenant_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Attachment lookup used until an attachment store is plugged in: no id is known."""
+    return {}

@@ -1,0 +1,937 @@
+"""RecordService: the record use cases (create, bulk create, get, update, delete, restore, list, history).
+
+Pure orchestration over our own interfaces (FormSource, RecordRepository,
+Cipher) and crm_schema's value rules. Every write is one store transaction
+that writes the record, its unique-value claims, its counters and one history
+entry per event (the history entry is the outbox document).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import crm_schema
+from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime.principal import Principal
+from record_service.domain import errors as rerr
+from record_service.domain.context import RecordContext
+from record_service.domain.forms import FormSchema, FormSource
+from record_service.domain.query import STREAM_BATCH, QueryPlan, encode_cursor, normalise_text, plan_query, select_page
+from record_service.domain.repository import (
+    AttachmentLookup,
+    Cipher,
+    RecordRepository,
+    StaleVersion,
+    Transaction,
+    UniqueTaken,
+    no_attachments,
+)
+from record_service.domain.scope import DataScope
+from record_service.events import (
+    RECORD_CREATED,
+    RECORD_DELETED,
+    RECORD_OWNER_CHANGED,
+    RECORD_RESTORED,
+    RECORD_UPDATED,
+    history_document,
+)
+
+Doc = dict[str, Any]
+MAX_BULK_ROWS = 10_000
+COUNT_CAP = 10_000
+COUNT_CAPPED, COUNT_EXACT, COUNT_NONE = "capped", "exact", "none"
+IN_CHUNK = 200
+SYSTEM_KEYS = ("owner_id", "department_id", "created_by", "updated_by")
+
+
+def utc_now() -> datetime:
+    """Now in UTC, truncated to milliseconds (what the store keeps), so returned times equal stored ones."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(value: datetime | None) -> str | None:
+    """API form of a time: ISO 8601 UTC with Z."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_record_id() -> str:
+    """An ObjectId-shaped id (24 hex: 4 bytes of seconds, 8 random bytes): unique and roughly time ordered."""
+    return f"{int(time.time()):08x}{secrets.token_hex(8)}"
+
+
+def unique_key(tenant_id: str, form_id: str, field_key: str, normalised: str) -> str:
+    """_id of a claim in the `uniques` collection."""
+    return f"{tenant_id}|{form_id}|{field_key}|{normalised}"
+
+
+@dataclass
+class ListPage:
+    """One page of ListRecords."""
+
+    records: list[Doc]
+    next_cursor: str
+    total: int
+    total_capped: bool
+    plan: QueryPlan
+
+
+@dataclass
+class Loaded:
+    """A stored record the principal may see, with the latest published version of its form."""
+
+    doc: Doc
+    form: FormSchema
+
+
+class RecordService:
+    """The record use cases for one process; thread-safe (no per-call state on the instance)."""
+
+    def __init__(
+        self,
+        repo: RecordRepository,
+        forms: FormSource,
+        cipher: Cipher,
+        *,
+        tz: ZoneInfo | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        attachments: AttachmentLookup = no_attachments,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.forms = forms
+        self._cipher = cipher
+        self.tz = tz or ZoneInfo("Asia/Shanghai")
+        self._clock = clock
+        self.attachments = attachments
+        self._new_id = new_id or new_record_id
+        self._indexed: set[tuple[str, str, int]] = set()
+
+    # ------------------------------------------------------------ building blocks (also for extras)
+
+    def context(self, principal: Principal, now: datetime | None = None) -> RecordContext:
+        """crm_schema's ValidationContext for this principal's call."""
+        return RecordContext(
+            tenant_id=principal.tenant_id,
+            locale=principal.locale,
+            tz=self.tz,
+            now=now or self._clock(),
+            role=principal.role,
+            repo=self.repo,
+            forms=self.forms,
+            cipher=self._cipher,
+            attachments=self.attachments,
+        )
+
+    def form(self, principal: Principal, ref: str, version: int = 0) -> FormSchema:
+        """A published form version; its indexes are ensured the first time it is seen."""
+        if not ref:
+            raise rerr.invalid("form_id", "required", principal.locale)
+        form = self.forms.get_published(principal.tenant_id, ref, version)
+        marker = (form.tenant_id, form.id, form.version)
+        if marker not in self._indexed:
+            self.repo.ensure_form_indexes(form)
+            self._indexed.add(marker)
+        return form
+
+    def load(self, principal: Principal, record_id: str, *, deleted: bool | None = False) -> Loaded:
+        """A record by id inside the principal's tenant and scope, else 404.
+
+        deleted=False: live records only; True: recycle bin only; None: either.
+        """
+        doc = self.repo.get(record_id) if record_id else None
+        if (
+            doc is None
+            or doc.get("tenant_id") != principal.tenant_id
+            or not DataScope.of(principal).allows(doc)
+            or (deleted is not None and bool(doc.get("deleted")) != deleted)
+        ):
+            raise rerr.record_not_found(record_id, principal.locale)
+        return Loaded(doc, self.form(principal, str(doc["form_id"])))
+
+    def search_fields(self, form: FormSchema, data: Mapping[str, Any]) -> Doc:
+        """The derived search and dedupe fields of a record's data: {kw, search, dedupe}."""
+        text = crm_schema.search_text(list(form.fields), dict(data))
+        return {
+            "kw": crm_schema.search_tokens(text) if text else [],
+            "search": normalise_text(text) if text else "",
+            "dedupe": crm_schema.dedupe_keys(list(form.fields), dict(data)),
+        }
+
+    def unique_claims(self, form: FormSchema, tenant_id: str, record_id: str, data: Mapping[str, Any]) -> list:
+        """(unique key, record id) claims for the unique fields that have a value."""
+        claims: list[tuple[str, str]] = []
+        for f in form.unique_fields:
+            value = data.get(f["key"])
+            if value is None or value == "":
+                continue
+            normalised = crm_schema.normalise_unique(f, value)
+            if normalised:
+                claims.append((unique_key(tenant_id, form.id, f["key"], normalised), record_id))
+        return claims
+
+    def outputs(self, form: FormSchema, data: Mapping[str, Any], ctx: RecordContext) -> Doc:
+        """API outputs of stored values of the form's current fields (relations as plain ids)."""
+        out: Doc = {}
+        for key, value in data.items():
+            definition = form.field(key)
+            if definition is not None:
+                out[key] = crm_schema.to_output(definition, value, ctx=ctx)
+        return out
+
+    def history_entry(
+        self,
+        event_type: str,
+        principal: Principal,
+        doc: Mapping[str, Any],
+        at: datetime,
+        changes: list[Doc],
+        data: Doc,
+    ) -> Doc:
+        """A history/outbox document for one event on `doc`."""
+        payload = {"record_id": doc["_id"], "form_id": doc["form_id"], **data}
+        payload.setdefault("owner_id", doc.get("owner_id"))
+        payload.setdefault("department_id", doc.get("department_id"))
+        return history_document(
+            event_type,
+            tenant_id=principal.tenant_id,
+            record_id=str(doc["_id"]),
+            form_id=str(doc["form_id"]),
+            actor=principal.user_id,
+            actor_name=principal.user_name,
+            at=at,
+            changes=changes,
+            data=payload,
+        )
+
+    def write(self, fn: Callable[[Transaction], Any], principal: Principal, form: FormSchema) -> Any:
+        """Run a write transaction; a unique clash becomes 409 naming the field and the holder."""
+        try:
+            return self.repo.transaction(fn)
+        except UniqueTaken as taken:
+            raise self._unique_conflict(principal, form, taken) from None
+
+    def _unique_conflict(self, principal: Principal, form: FormSchema, taken: UniqueTaken) -> Exception:
+        _tenant, _form, field_key, value = taken.key.split("|", 3)
+        holder = self.repo.unique_holder(taken.key) or ""
+        display = holder
+        if holder:
+            existing = self.repo.get(holder)
+            if existing is not None:
+                display = form.title_of(existing.get("data") or {}, holder)
+        definition = form.field(field_key) or {"key": field_key}
+        label = crm_schema_label(definition, principal.locale)
+        return rerr.unique_conflict(field_key, label, value, holder, display, principal.locale, row=taken.position)
+
+    # ------------------------------------------------------------ create
+
+    def _auto_number(self, tx: Transaction, form: FormSchema, tenant_id: str, now: datetime, count: int) -> Doc:
+        """Values of the form's auto_number fields for `count` new records: {key: [values]}."""
+        local = now.astimezone(self.tz)
+        out: Doc = {}
+        for f in form.of_type("auto_number"):
+            pattern = str(f.get("pattern") or "{0000}")
+            period = crm_schema.sequence_scope(pattern, local)
+            last = tx.next_sequence(f"{tenant_id}|{form.id}|{f['key']}|{period}", count)
+            out[f["key"]] = [
+                crm_schema.render_auto_number(pattern, seq, local) for seq in range(last - count + 1, last + 1)
+            ]
+        return out
+
+    def _new_doc(
+        self, principal: Principal, form: FormSchema, record_id: str, data: Doc, owner_id: str, now: datetime
+    ) -> Doc:
+        doc: Doc = {
+            "_id": record_id,
+            "tenant_id": principal.tenant_id,
+            "form_id": form.id,
+            "form_version": form.version,
+            "data": data,
+            "owner_id": owner_id or principal.user_id,
+            "department_id": principal.department_id,
+            "created_by": principal.user_id,
+            "updated_by": principal.user_id,
+            "created_at": now,
+            "updated_at": now,
+            "last_activity_at": now,
+            "version": 1,
+            "deleted": False,
+            "deleted_at": None,
+            "deleted_by": None,
+        }
+        return doc
+
+    def create(self, principal: Principal, form_ref: str, data: Any, owner_id: str = "") -> Doc:
+        """Validate and store one record with its history/outbox entry; returns the API record."""
+        form = self.form(principal, form_ref)
+        now = self._clock()
+        ctx = self.context(principal, now)
+        if not isinstance(data, Mapping):
+            raise rerr.invalid("data_json", "not_object", principal.locale)
+        result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
+        if result.errors:
+            raise ValidationFailed(result.errors)
+        record_id = self._new_id()
+        masked = ctx.with_role("")
+        has_auto = bool(form.of_type("auto_number"))
+
+        def txn(tx: Transaction) -> Doc:
+            values = dict(result.values)
+            if has_auto:
+                for key, numbers in self._auto_number(tx, form, principal.tenant_id, now, 1).items():
+                    values[key] = numbers[0]
+            doc = self._new_doc(principal, form, record_id, values, owner_id, now)
+            doc.update(self.search_fields(form, values))
+            claims = self.unique_claims(form, principal.tenant_id, record_id, values)
+            if claims:
+                tx.claim_uniques(claims)
+            tx.insert_records([doc])
+            out = self.outputs(form, values, masked)
+            entry = self.history_entry(
+                RECORD_CREATED,
+                principal,
+                doc,
+                now,
+                [{"field": k, "old": None, "new": v} for k, v in out.items()],
+                {"form_version": form.version, "owner_id": doc["owner_id"], "data": out},
+            )
+            tx.insert_history([entry])
+            return doc
+
+        doc = self.write(txn, principal, form)
+        return self.render_one(principal, Loaded(doc, form), ctx, computed=False)
+
+    def bulk_create(self, principal: Principal, form_ref: str, rows: Any) -> list[str]:
+        """All or nothing: validate every row, check uniques in the batch and the store, write in one transaction."""
+        loc = principal.locale
+        if not isinstance(rows, list):
+            raise rerr.invalid("records_json", "not_array", loc)
+        if not rows:
+            raise rerr.invalid("records_json", "empty_batch", loc)
+        if len(rows) > MAX_BULK_ROWS:
+            raise rerr.invalid("records_json", "too_many_rows", loc, max=MAX_BULK_ROWS, count=len(rows))
+        form = self.form(principal, form_ref)
+        now = self._clock()
+        ctx = self.context(principal, now)
+        self._prefetch_relations(form, rows, ctx)
+        fields = list(form.fields)
+        errors: list[FieldError] = []
+        values_list: list[Doc] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                errors.append(FieldError(f"rows[{i}]", "not_object", rerr.message("not_object", loc)))
+                continue
+            result = crm_schema.validate_data(fields, dict(row), existing=None, ctx=ctx)
+            for err in result.errors:
+                errors.append(FieldError(f"rows[{i}].{err.field}", err.rule, err.message, err.params))
+            values_list.append(result.values)
+        if errors:
+            raise ValidationFailed(errors)
+        ids = [self._new_id() for _ in values_list]
+        masked = ctx.with_role("")
+        auto_fields = form.of_type("auto_number")
+        self._check_batch_uniques(principal, form, values_list, auto_fields)
+
+        def txn(tx: Transaction) -> None:
+            numbers = self._auto_number(tx, form, principal.tenant_id, now, len(values_list)) if auto_fields else {}
+            docs: list[Doc] = []
+            entries: list[Doc] = []
+            claims: list[tuple[str, str]] = []
+            positions: list[int] = []
+            for i, values in enumerate(values_list):
+                data = dict(values)
+                for key, seq in numbers.items():
+                    data[key] = seq[i]
+                doc = self._new_doc(principal, form, ids[i], data, "", now)
+                doc.update(self.search_fields(form, data))
+                docs.append(doc)
+                row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
+                claims += row_claims
+                positions += [i] * len(row_claims)
+                out = self.outputs(form, data, masked)
+                entries.append(
+                    self.history_entry(
+                        RECORD_CREATED,
+                        principal,
+                        doc,
+                        now,
+                        [{"field": k, "old": None, "new": v} for k, v in out.items()],
+                        {"form_version": form.version, "owner_id": doc["owner_id"], "data": out},
+                    )
+                )
+            if claims:
+                try:
+                    tx.claim_uniques(claims)
+                except UniqueTaken as taken:
+                    raise UniqueTaken(taken.key, positions[taken.position or 0]) from None
+            tx.insert_records(docs)
+            tx.insert_history(entries)
+
+        self.write(txn, principal, form)
+        return ids
+
+    def _prefetch_relations(self, form: FormSchema, rows: Sequence[Any], ctx: RecordContext) -> None:
+        """Check every relation id of the batch with a few reads instead of one per row."""
+        for f in form.of_type("relation"):
+            target = str((f.get("relation") or {}).get("form_id") or "")
+            ids: set[str] = set()
+            for row in rows:
+                if not isinstance(row, Mapping):
+                    continue
+                value = row.get(f["key"])
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, Mapping):
+                        item = item.get("id")
+                    if isinstance(item, str) and item:
+                        ids.add(item.strip())
+            if target and ids:
+                ctx.prefetch_relations(target, ids)
+
+    def _check_batch_uniques(
+        self, principal: Principal, form: FormSchema, values_list: Sequence[Doc], auto_fields: list[Doc]
+    ) -> None:
+        """A unique value may appear once per batch (409 naming both rows)."""
+        errors: list[FieldError] = []
+        for f in form.unique_fields:
+            if f in auto_fields:
+                continue
+            seen: dict[str, int] = {}
+            for i, values in enumerate(values_list):
+                value = values.get(f["key"])
+                if value is None or value == "":
+                    continue
+                normalised = crm_schema.normalise_unique(f, value)
+                if not normalised:
+                    continue
+                if normalised in seen:
+                    label = crm_schema_label(f, principal.locale)
+                    text = rerr.message(
+                        "unique_in_batch", principal.locale, label=label, value=value, other=seen[normalised]
+                    )
+                    errors.append(FieldError(f"rows[{i}].{f['key']}", "unique", text, {"row": seen[normalised]}))
+                else:
+                    seen[normalised] = i
+        if errors:
+            from crm_runtime.errors import Conflict
+
+            raise Conflict(
+                "; ".join(e.message for e in errors[:5]),
+                reason="unique_in_batch",
+                errors=[e.to_dict() for e in errors],
+            )
+
+    # ------------------------------------------------------------ update, delete, restore
+
+    def update(self, principal: Principal, record_id: str, data: Any, expected_version: int, owner_id: str = "") -> Doc:
+        """Partial update with optimistic concurrency; an owner change is its own event."""
+        loc = principal.locale
+        if not expected_version or expected_version < 1:
+            raise rerr.invalid("expected_version", "required", loc)
+        if not isinstance(data, Mapping):
+            raise rerr.invalid("data_json", "not_object", loc)
+        loaded = self.load(principal, record_id)
+        doc, form = loaded.doc, loaded.form
+        if int(doc.get("version") or 0) != expected_version:
+            raise rerr.version_conflict(record_id, int(doc.get("version") or 0), expected_version, loc)
+        now = self._clock()
+        ctx = self.context(principal, now)
+        stored: Doc = dict(doc.get("data") or {})
+        current = {k: v for k, v in stored.items() if form.field(k) is not None}
+        result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
+        if result.errors:
+            raise ValidationFailed(result.errors)
+        changed = {k: v for k, v in result.values.items() if k not in stored or stored[k] != v}
+        new_owner = owner_id if owner_id and owner_id != doc.get("owner_id") else ""
+        if not changed and not new_owner:
+            return self.render_one(principal, loaded, ctx)
+        new_data = {**stored, **changed}
+        version = expected_version + 1
+        set_fields: Doc = {f"data.{k}": v for k, v in changed.items()}
+        set_fields.update(
+            {
+                "version": version,
+                "form_version": form.version,
+                "updated_by": principal.user_id,
+                "updated_at": now,
+                "last_activity_at": now,
+            }
+        )
+        if changed:
+            set_fields.update(self.search_fields(form, new_data))
+        if new_owner:
+            set_fields["owner_id"] = new_owner
+        masked = ctx.with_role("")
+        old_claims = dict(self.unique_claims(form, principal.tenant_id, record_id, current))
+        new_claims = dict(self.unique_claims(form, principal.tenant_id, record_id, new_data))
+        release = [k for k in old_claims if k not in new_claims]
+        claim = [(k, record_id) for k in new_claims if k not in old_claims]
+        after = {**doc, "version": version, "owner_id": new_owner or doc.get("owner_id")}
+        entries: list[Doc] = []
+        if changed:
+            changes = []
+            for key, new in changed.items():
+                definition = form.field(key) or {"key": key}
+                old_out = crm_schema.to_output(definition, stored[key], ctx=masked) if key in stored else None
+                new_out = crm_schema.to_output(definition, new, ctx=masked)
+                changes.append({"field": key, "old": old_out, "new": new_out})
+            entries.append(
+                self.history_entry(
+                    RECORD_UPDATED,
+                    principal,
+                    after,
+                    now,
+                    changes,
+                    {"version": version, "changes": {c["field"]: {"old": c["old"], "new": c["new"]} for c in changes}},
+                )
+            )
+        if new_owner:
+            entries.append(
+                self.history_entry(
+                    RECORD_OWNER_CHANGED,
+                    principal,
+                    after,
+                    now,
+                    [{"field": "owner_id", "old": doc.get("owner_id"), "new": new_owner}],
+                    {"version": version, "old_owner_id": doc.get("owner_id"), "new_owner_id": new_owner},
+                )
+            )
+
+        def txn(tx: Transaction) -> None:
+            tx.update_record(record_id, expected_version, set_fields)
+            if release:
+                tx.release_uniques(release, record_id)
+            if claim:
+                tx.claim_uniques(claim)
+            tx.insert_history(entries)
+
+        self._versioned_write(txn, principal, form, record_id, expected_version)
+        fresh = {**doc, "data": new_data, **{k: v for k, v in set_fields.items() if not k.startswith("data.")}}
+        return self.render_one(principal, Loaded(fresh, form), ctx)
+
+    def _versioned_write(
+        self, fn: Callable[[Transaction], Any], principal: Principal, form: FormSchema, record_id: str, expected: int
+    ) -> Any:
+        try:
+            return self.write(fn, principal, form)
+        except StaleVersion:
+            current = self.repo.get(record_id) or {}
+            raise rerr.version_conflict(
+                record_id, int(current.get("version") or 0), expected, principal.locale
+            ) from None
+
+    def delete(self, principal: Principal, record_id: str, expected_version: int = 0) -> Doc:
+        """Soft delete (to the recycle bin); releases unique values; history is kept."""
+        loaded = self.load(principal, record_id)
+        doc, form = loaded.doc, loaded.form
+        version = int(doc.get("version") or 0)
+        if expected_version and expected_version != version:
+            raise rerr.version_conflict(record_id, version, expected_version, principal.locale)
+        now = self._clock()
+        set_fields: Doc = {"deleted": True, "deleted_at": now, "deleted_by": principal.user_id, "version": version + 1}
+        set_fields.update({"updated_at": now, "updated_by": principal.user_id})
+        release = [k for k, _ in self.unique_claims(form, principal.tenant_id, record_id, doc.get("data") or {})]
+        after = {**doc, **set_fields}
+        entry = self.history_entry(
+            RECORD_DELETED,
+            principal,
+            after,
+            now,
+            [{"field": "deleted", "old": False, "new": True}],
+            {"version": version + 1},
+        )
+
+        def txn(tx: Transaction) -> None:
+            tx.update_record(record_id, version, set_fields)
+            if release:
+                tx.release_uniques(release, record_id)
+            tx.insert_history([entry])
+
+        self._versioned_write(txn, principal, form, record_id, version)
+        return self.render_one(principal, Loaded(after, form), self.context(principal, now))
+
+    def restore(self, principal: Principal, record_id: str) -> Doc:
+        """Bring a record back from the recycle bin; its unique values must still be free (else 409)."""
+        loaded = self.load(principal, record_id, deleted=True)
+        doc, form = loaded.doc, loaded.form
+        version = int(doc.get("version") or 0)
+        now = self._clock()
+        set_fields: Doc = {"deleted": False, "deleted_at": None, "deleted_by": None, "version": version + 1}
+        set_fields.update({"updated_at": now, "updated_by": principal.user_id, "last_activity_at": now})
+        claims = self.unique_claims(form, principal.tenant_id, record_id, doc.get("data") or {})
+        after = {**doc, **set_fields}
+        entry = self.history_entry(
+            RECORD_RESTORED,
+            principal,
+            after,
+            now,
+            [{"field": "deleted", "old": True, "new": False}],
+            {"version": version + 1},
+        )
+
+        def txn(tx: Transaction) -> None:
+            tx.update_record(record_id, version, set_fields)
+            if claims:
+                tx.claim_uniques(claims)
+            tx.insert_history([entry])
+
+        self._versioned_write(txn, principal, form, record_id, version)
+        return self.render_one(principal, Loaded(after, form), self.context(principal, now))
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, principal: Principal, record_id: str) -> Doc:
+        """One live record with relations displayed, lookups and rollups computed, retired values apart."""
+        loaded = self.load(principal, record_id)
+        return self.render_one(principal, loaded, self.context(principal), computed=True)
+
+    def render_one(self, principal: Principal, loaded: Loaded, ctx: RecordContext, *, computed: bool = True) -> Doc:
+        """The API JSON of one record (`computed`: also rollups and retired_data)."""
+        out = self.render(principal, loaded.form, [loaded.doc], ctx)[0]
+        if computed:
+            out["data"].update(self.rollups(principal, loaded.form, loaded.doc, ctx))
+            retired = self.retired_data(principal, loaded.form, loaded.doc, ctx)
+            if retired:
+                out["retired_data"] = retired
+        return out
+
+    def render(self, principal: Principal, form: FormSchema, docs: Sequence[Doc], ctx: RecordContext) -> list[Doc]:
+        """API JSON of records of one form: relations as {id, display}, lookups from one batch read per page."""
+        relation_fields = form.of_type("relation")
+        related = self._related_docs(principal, relation_fields, docs)
+        lookups = form.of_type("lookup")
+        relation_forms: dict[str, FormSchema | None] = {}
+
+        def target_form(definition: Doc) -> FormSchema | None:
+            ref = str((definition.get("relation") or {}).get("form_id") or "")
+            if ref not in relation_forms:
+                try:
+                    relation_forms[ref] = self.forms.get_published(principal.tenant_id, ref)
+                except Exception:  # noqa: BLE001 - a deleted/unpublished target form shows ids only
+                    relation_forms[ref] = None
+            return relation_forms[ref]
+
+        def display(definition: Doc, rid: str) -> Doc:
+            target = related.get(rid)
+            tf = target_form(definition)
+            name = tf.title_of(target.get("data") or {}, rid) if target is not None and tf is not None else rid
+            return {"id": rid, "display": name}
+
+        result = []
+        for doc in docs:
+            stored = doc.get("data") or {}
+            data: Doc = {}
+            for f in form.fields:
+                key = f["key"]
+                ftype = f.get("type")
+                if ftype == "relation":
+                    value = stored.get(key)
+                    if isinstance(value, list):
+                        data[key] = [display(f, v) for v in value]
+                    elif value:
+                        data[key] = display(f, str(value))
+                    elif key in stored:
+                        data[key] = None
+                elif ftype in ("lookup", "rollup"):
+                    continue
+                elif key in stored:
+                    data[key] = crm_schema.to_output(f, stored[key], ctx=ctx)
+            for f in lookups:
+                data[f["key"]] = self._lookup(principal, form, f, stored, related, target_form, ctx)
+            result.append(self._envelope(doc, data))
+        return result
+
+    def _envelope(self, doc: Mapping[str, Any], data: Doc) -> Doc:
+        return {
+            "id": doc["_id"],
+            "form_id": doc.get("form_id"),
+            "form_version": doc.get("form_version"),
+            "data": data,
+            "owner_id": doc.get("owner_id"),
+            "department_id": doc.get("department_id"),
+            "created_by": doc.get("created_by"),
+            "updated_by": doc.get("updated_by"),
+            "created_at": iso(doc.get("created_at")),
+            "updated_at": iso(doc.get("updated_at")),
+            "last_activity_at": iso(doc.get("last_activity_at")),
+            "version": doc.get("version"),
+            "deleted": bool(doc.get("deleted")),
+            "deleted_at": iso(doc.get("deleted_at")),
+            "deleted_by": doc.get("deleted_by"),
+        }
+
+    def _related_docs(self, principal: Principal, relation_fields: list[Doc], docs: Sequence[Doc]) -> dict[str, Doc]:
+        ids: set[str] = set()
+        for doc in docs:
+            stored = doc.get("data") or {}
+            for f in relation_fields:
+                value = stored.get(f["key"])
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, str) and v:
+                        ids.add(v)
+        if not ids:
+            return {}
+        found = self.repo.get_many(sorted(ids), {"tenant_id": 1, "form_id": 1, "data": 1, "deleted": 1})
+        return {d["_id"]: d for d in found if d.get("tenant_id") == principal.tenant_id}
+
+    def _lookup(
+        self,
+        principal: Principal,
+        form: FormSchema,
+        definition: Doc,
+        stored: Mapping[str, Any],
+        related: Mapping[str, Doc],
+        target_form: Callable[[Doc], FormSchema | None],
+        ctx: RecordContext,
+    ) -> Any:
+        spec = definition.get("lookup") or {}
+        relation = form.field(str(spec.get("relation_field") or ""))
+        if relation is None or relation.get("type") != "relation":
+            return None
+        tf = target_form(relation)
+        target_field = tf.field(str(spec.get("field") or "")) if tf is not None else None
+        if target_field is None:
+            return None
+        value = stored.get(relation["key"])
+
+        def one(rid: Any) -> Any:
+            target = related.get(rid) if isinstance(rid, str) else None
+            if target is None:
+                return None
+            raw = (target.get("data") or {}).get(target_field["key"])
+            return crm_schema.to_output(target_field, raw, ctx=ctx) if raw is not None else None
+
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return one(value)
+
+    def rollups(self, principal: Principal, form: FormSchema, doc: Mapping[str, Any], ctx: RecordContext) -> Doc:
+        """Rollup fields of one record, each one indexed query on the related form's relation field.
+
+        Computed on GetRecord only (not on list pages): a rollup reads every
+        related record. Counted over the tenant's live related records,
+        whatever the caller's data scope.
+        """
+        out: Doc = {}
+        for f in form.of_type("rollup"):
+            spec = f.get("rollup") or {}
+            try:
+                target = self.form(principal, str(spec.get("form_id") or ""))
+            except Exception:  # noqa: BLE001 - an unpublished target form rolls up to nothing
+                out[f["key"]] = None
+                continue
+            relation_key = str(spec.get("relation_field") or "")
+            agg = str(spec.get("agg") or "count")
+            value_field = target.field(str(spec.get("field") or ""))
+            predicate = {
+                "tenant_id": principal.tenant_id,
+                "form_id": target.id,
+                "deleted": False,
+                f"data.{relation_key}": doc["_id"],
+            }
+            if agg == "count":
+                out[f["key"]] = self.repo.count(predicate)
+                continue
+            if value_field is None:
+                out[f["key"]] = None
+                continue
+            numbers = [
+                v
+                for row in self.repo.find(
+                    predicate, projection={f"data.{value_field['key']}": 1}, batch_size=STREAM_BATCH
+                )
+                for v in [(row.get("data") or {}).get(value_field["key"])]
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            out[f["key"]] = _aggregate(agg, numbers, value_field, ctx)
+        return out
+
+    def retired_data(self, principal: Principal, form: FormSchema, doc: Mapping[str, Any], ctx: RecordContext) -> Doc:
+        """Stored values of fields the current form no longer has, rendered with the version that had them."""
+        stored = doc.get("data") or {}
+        retired = {k: v for k, v in stored.items() if form.field(k) is None}
+        if not retired:
+            return {}
+        old_form: FormSchema | None = None
+        version = int(doc.get("form_version") or 0)
+        if version and version != form.version:
+            try:
+                old_form = self.forms.get_published(principal.tenant_id, form.id, version)
+            except Exception:  # noqa: BLE001 - without the old definition the raw value is shown
+                old_form = None
+        out: Doc = {}
+        for key, value in retired.items():
+            definition = old_form.field(key) if old_form is not None else None
+            if definition is not None and definition.get("type") not in ("relation",):
+                out[key] = crm_schema.to_output(definition, value, ctx=ctx)
+            else:
+                out[key] = value if not isinstance(value, datetime) else iso(value)
+        return out
+
+    def list_records(
+        self,
+        principal: Principal,
+        form_ref: str,
+        *,
+        tree: Any = None,
+        sort: Any = None,
+        cursor: str = "",
+        page_size: int = 0,
+        count_mode: str = COUNT_CAPPED,
+        keyword: str = "",
+        deleted: bool = False,
+    ) -> ListPage:
+        """One page of records: planned (see domain/query.py), rendered, counted as asked."""
+        form = self.form(principal, form_ref)
+        ctx = self.context(principal)
+        plan = plan_query(
+            form,
+            principal.tenant_id,
+            ctx=ctx,
+            coerce=lambda definition, op, value: crm_schema.filter_value(definition, op, value, ctx=ctx),
+            tokenize=crm_schema.query_tokens,
+            subpath=crm_schema.filter_path,
+            scope=DataScope.of(principal),
+            tree=tree,
+            sort=sort,
+            keyword=keyword,
+            cursor=cursor,
+            page_size=page_size,
+            deleted=deleted,
+        )
+        sort_spec = plan.sort.mongo()
+        if plan.push_limit:
+            rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1))
+            page: list[Doc] = rows[: plan.page_size]
+            more = len(rows) > plan.page_size
+        else:
+            stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=STREAM_BATCH)
+            try:
+                selected, more = select_page(plan, stream)
+                page = [dict(d) for d in selected]
+            finally:
+                _close(stream)
+        next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
+        total, capped = self._count(plan, count_mode)
+        return ListPage(self.render(principal, form, page, ctx), next_cursor, total, capped, plan)
+
+    def _count(self, plan: QueryPlan, mode: str) -> tuple[int, bool]:
+        if mode == COUNT_NONE:
+            return -1, False
+        limit = COUNT_CAP + 1 if mode == COUNT_CAPPED else 0
+        if not plan.residual:
+            total = self.repo.count(plan.pushed, limit)
+        else:
+            total = 0
+            stream = self.repo.find(plan.pushed, projection=plan.residual_projection(), batch_size=2000)
+            try:
+                for doc in stream:
+                    if plan.matches(doc):
+                        total += 1
+                        if limit and total >= limit:
+                            break
+            finally:
+                _close(stream)
+        if limit and total > COUNT_CAP:
+            return COUNT_CAP, True
+        return total, False
+
+    def history(self, principal: Principal, record_id: str, cursor: str = "", page_size: int = 0) -> tuple[list, str]:
+        """History entries of a visible (live or deleted) record, newest first; (entries, next_cursor)."""
+        loaded = self.load(principal, record_id, deleted=None)
+        size = page_size or 50
+        if not 1 <= size <= 200:
+            raise rerr.invalid("page_size", "invalid_page_size", principal.locale, max=200)
+        before: tuple[datetime, str] | None = None
+        if cursor:
+            before = _decode_history_cursor(cursor, principal.locale)
+        rows = self.repo.history_page(principal.tenant_id, record_id, before[0] if before else None, size + 50)
+        if before is not None:
+            rows = [r for r in rows if (r["at"], r["_id"]) < before]
+        page, more = rows[:size], len(rows) > size
+        form = loaded.form
+        entries = []
+        for row in page:
+            changes = []
+            for change in row.get("changes") or []:
+                definition = form.field(str(change.get("field")))
+                label = crm_schema_label(definition, principal.locale) if definition else None
+                changes.append({**change, "label": label})
+            entries.append(
+                {
+                    "id": row["_id"],
+                    "record_id": row["record_id"],
+                    "form_id": row.get("form_id"),
+                    "action": row["action"],
+                    "actor": row.get("actor"),
+                    "actor_name": row.get("actor_name") or "",
+                    "at": iso(row.get("at")),
+                    "changes": changes,
+                    "event_type": f"record.{row['action']}",
+                }
+            )
+        next_cursor = _encode_history_cursor(page[-1]["at"], page[-1]["_id"]) if more and page else ""
+        return entries, next_cursor
+
+
+def _aggregate(agg: str, numbers: list[Any], field: Doc, ctx: RecordContext) -> Any:
+    if not numbers:
+        return 0 if agg == "sum" else None
+    if agg == "sum":
+        value: Any = sum(numbers)
+    elif agg == "min":
+        value = min(numbers)
+    elif agg == "max":
+        value = max(numbers)
+    elif agg == "avg":
+        value = sum(numbers) / len(numbers)
+        if field.get("type") == "money":
+            value = round(value)
+    else:
+        return None
+    return crm_schema.to_output(field, value, ctx=ctx)
+
+
+def crm_schema_label(field: Mapping[str, Any] | None, locale: str) -> str:
+    """A field's label in `locale` (falls back to zh-CN, then the key)."""
+    if not field:
+        return ""
+    label = field.get("label")
+    if isinstance(label, Mapping):
+        return str(label.get(locale) or label.get("zh-CN") or label.get("en") or field.get("key") or "")
+    return str(label or field.get("key") or "")
+
+
+def _close(stream: Iterator[Any]) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _encode_history_cursor(at: datetime, entry_id: str) -> str:
+    import base64
+    import json
+
+    raw = json.dumps([iso(at), entry_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_history_cursor(text: str, locale: str) -> tuple[datetime, str]:
+    import base64
+    import binascii
+    import json
+
+    try:
+        at, entry_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return datetime.fromisoformat(str(at).replace("Z", "+00:00")), str(entry_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise rerr.invalid("cursor", "invalid_cursor", locale) from None

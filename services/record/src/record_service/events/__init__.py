@@ -1,0 +1,69 @@
+"""Events of the record service: exchange `record.events`, routing key = event type (nameko style).
+
+Every write stores one history entry per event in the same transaction as the
+record; the entry IS the outbox document (`event` holds the envelope,
+`published: False` until crm_runtime's OutboxRelay has published it with
+confirms). Payloads:
+
+    record.created        {record_id, form_id, form_version, owner_id, department_id, data}
+    record.updated        {record_id, form_id, version, owner_id, department_id, changes: {key: {old, new}}}
+    record.deleted        {record_id, form_id, version, owner_id, department_id}
+    record.restored       {record_id, form_id, version, owner_id, department_id}
+    record.owner_changed  {record_id, form_id, version, old_owner_id, new_owner_id, department_id}
+
+Values are API outputs (crm_schema.to_output, encrypted text masked).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from crm_runtime.events import make_envelope
+
+SOURCE = "record"
+EXCHANGE = "record.events"
+ENVELOPE_FIELD = "event"
+
+RECORD_CREATED = "record.created"
+RECORD_UPDATED = "record.updated"
+RECORD_DELETED = "record.deleted"
+RECORD_RESTORED = "record.restored"
+RECORD_OWNER_CHANGED = "record.owner_changed"
+
+ACTIONS = {
+    RECORD_CREATED: "created",
+    RECORD_UPDATED: "updated",
+    RECORD_DELETED: "deleted",
+    RECORD_RESTORED: "restored",
+    RECORD_OWNER_CHANGED: "owner_changed",
+}
+
+
+def history_document(
+    event_type: str,
+    *,
+    tenant_id: str,
+    record_id: str,
+    form_id: str,
+    actor: str,
+    actor_name: str,
+    at: datetime,
+    changes: list[dict[str, Any]],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """One history entry carrying its event envelope (the outbox document)."""
+    envelope = make_envelope(event_type, tenant_id, data, source=SOURCE, actor=actor)
+    return {
+        "_id": envelope["id"],
+        "tenant_id": tenant_id,
+        "record_id": record_id,
+        "form_id": form_id,
+        "action": ACTIONS[event_type],
+        "actor": actor,
+        "actor_name": actor_name,
+        "at": at,
+        "changes": changes,
+        ENVELOPE_FIELD: envelope,
+        "published": False,
+    }

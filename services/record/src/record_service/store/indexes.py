@@ -1,0 +1,62 @@
+"""Indexes of the record store, shaped for SecantusDB's planner.
+
+SecantusDB uses an index only when one index covers every field of the
+predicate, so every query path has exactly one index: list/count paths are
+(tenant_id, form_id, deleted, X) for X in created_at, updated_at, kw, owner_id,
+department_id, dedupe and `data.<key>` of each indexed form field; updates with
+a version check use (_id, version); history pages use (tenant_id, record_id, at).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+
+from crm_runtime.events import OutboxRelay
+from record_service.domain.forms import FormSchema
+
+PREFIX = [("tenant_id", ASCENDING), ("form_id", ASCENDING), ("deleted", ASCENDING)]
+BASE_PATHS = ("created_at", "updated_at", "kw", "owner_id", "department_id", "dedupe")
+
+
+def index_name(path: str) -> str:
+    """The name of the list index on `path`."""
+    return "list_" + path.replace(".", "_")
+
+
+def ensure_base_indexes(records: Collection[Any], history: Collection[Any]) -> None:
+    """The indexes every deployment needs, whatever the forms."""
+    for path in BASE_PATHS:
+        records.create_index([*PREFIX, (path, ASCENDING)], name=index_name(path))
+    records.create_index([("_id", ASCENDING), ("version", ASCENDING)], name="id_version")
+    history.create_index(
+        [("tenant_id", ASCENDING), ("record_id", ASCENDING), ("at", ASCENDING)], name="history_by_record"
+    )
+    OutboxRelay.ensure_indexes(history)
+
+
+class FormIndexes:
+    """Creates `(tenant_id, form_id, deleted, data.<key>)` for each indexed field, once per process per key."""
+
+    def __init__(self, records: Collection[Any]) -> None:
+        self._records = records
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ensure(self, form: FormSchema) -> list[str]:
+        """Create the missing indexes of the form's indexed fields; returns the names created now."""
+        created: list[str] = []
+        for key in sorted(form.indexed_keys):
+            path = f"data.{key}"
+            if path in self._done:
+                continue
+            with self._lock:
+                if path in self._done:
+                    continue
+                self._records.create_index([*PREFIX, (path, ASCENDING)], name=index_name(path))
+                self._done.add(path)
+                created.append(path)
+        return created

@@ -1,0 +1,173 @@
+"""MongoRecordRepository: the domain's RecordRepository over pymongo (raw documents, no ODM on hot paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from record_service.domain.forms import FormSchema
+from record_service.domain.repository import StaleVersion, UniqueTaken
+from record_service.store.indexes import FormIndexes, ensure_base_indexes
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+IN_CHUNK = 200  # `$in` is quadratic on SecantusDB beyond a few hundred values
+INSERT_CHUNK = 1000
+
+
+class MongoTransaction:
+    """The writes of one transaction, bound to its session."""
+
+    def __init__(self, repo: MongoRecordRepository, session: ClientSession) -> None:
+        self._r = repo
+        self._s = session
+
+    def next_sequence(self, key: str, count: int = 1) -> int:
+        """$inc a counter inside the transaction (rolled back with it: gap-free)."""
+        doc = self._r.counters.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"seq": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=self._s,
+        )
+        return int(doc["seq"])
+
+    def claim_uniques(self, claims: Sequence[tuple[str, str]]) -> None:
+        """Insert claim documents; the _id clash of a held key raises UniqueTaken(key, position)."""
+        if len(claims) == 1:
+            key, record_id = claims[0]
+            try:
+                self._r.uniques.insert_one({"_id": key, "record_id": record_id}, session=self._s)
+            except DuplicateKeyError:
+                raise UniqueTaken(key, 0) from None
+            return
+        for start in range(0, len(claims), INSERT_CHUNK):
+            chunk = claims[start : start + INSERT_CHUNK]
+            try:
+                self._r.uniques.insert_many(
+                    [{"_id": key, "record_id": rid} for key, rid in chunk], ordered=True, session=self._s
+                )
+            except BulkWriteError as exc:
+                first = (exc.details.get("writeErrors") or [{}])[0]
+                position = start + int(first.get("index", 0))
+                raise UniqueTaken(claims[position][0], position) from None
+
+    def release_uniques(self, keys: Sequence[str], record_id: str) -> None:
+        """Delete the claims that `record_id` holds (by _id, the only index of `uniques`)."""
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = list(keys[start : start + IN_CHUNK])
+            held = [
+                d["_id"]
+                for d in self._r.uniques.find({"_id": {"$in": chunk}}, session=self._s)
+                if d.get("record_id") == record_id
+            ]
+            if held:
+                self._r.uniques.delete_many({"_id": {"$in": held}}, session=self._s)
+
+    def insert_records(self, docs: Sequence[Doc]) -> None:
+        """insert_one for one, insert_many in chunks for many."""
+        if len(docs) == 1:
+            self._r.records.insert_one(docs[0], session=self._s)
+            return
+        for start in range(0, len(docs), INSERT_CHUNK):
+            self._r.records.insert_many(list(docs[start : start + INSERT_CHUNK]), ordered=False, session=self._s)
+
+    def update_record(self, record_id: str, expected_version: int, set_fields: Doc, unset: Sequence[str] = ()) -> None:
+        """Conditional update through the (_id, version) index; StaleVersion when the version moved."""
+        update: Doc = {"$set": set_fields}
+        if unset:
+            update["$unset"] = {k: "" for k in unset}
+        result = self._r.records.update_one({"_id": record_id, "version": expected_version}, update, session=self._s)
+        if result.matched_count != 1:
+            raise StaleVersion(record_id)
+
+    def insert_history(self, docs: Sequence[Doc]) -> None:
+        """History/outbox entries."""
+        if len(docs) == 1:
+            self._r.history.insert_one(docs[0], session=self._s)
+            return
+        for start in range(0, len(docs), INSERT_CHUNK):
+            self._r.history.insert_many(list(docs[start : start + INSERT_CHUNK]), ordered=False, session=self._s)
+
+
+class MongoRecordRepository:
+    """Records, history (the outbox), unique claims and counters in one database."""
+
+    def __init__(self, db: Database[Any]) -> None:
+        self.db = db
+        self.records: Collection[Any] = db["records"]
+        self.history: Collection[Any] = db["history"]
+        self.uniques: Collection[Any] = db["uniques"]
+        self.counters: Collection[Any] = db["counters"]
+        self._form_indexes = FormIndexes(self.records)
+
+    def ensure_indexes(self) -> None:
+        """The base indexes (start-up)."""
+        ensure_base_indexes(self.records, self.history)
+
+    def ensure_form_indexes(self, form: FormSchema) -> None:
+        """Indexes of the form's indexed fields."""
+        self._form_indexes.ensure(form)
+
+    def transaction(self, fn: Callable[[MongoTransaction], T]) -> T:
+        """One multi-document transaction, retried by pymongo on transient conflicts."""
+        with self.db.client.start_session() as session:
+            return session.with_transaction(lambda s: fn(MongoTransaction(self, s)))
+
+    def get(self, record_id: str) -> Doc | None:
+        """By _id only (the _id index); the caller checks tenant and scope."""
+        return self.records.find_one({"_id": record_id})
+
+    def get_many(self, ids: Sequence[str], projection: Doc | None = None) -> list[Doc]:
+        """By _id, in chunks of 200."""
+        out: list[Doc] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), IN_CHUNK):
+            out += list(self.records.find({"_id": {"$in": unique[start : start + IN_CHUNK]}}, projection))
+        return out
+
+    def unique_holder(self, key: str) -> str | None:
+        """Who holds a unique key."""
+        doc = self.uniques.find_one({"_id": key})
+        return str(doc["record_id"]) if doc else None
+
+    def find(
+        self,
+        predicate: Doc,
+        *,
+        sort: Sequence[tuple[str, int]] | None = None,
+        limit: int = 0,
+        batch_size: int = 0,
+        projection: Doc | None = None,
+    ) -> Iterator[Doc]:
+        """A cursor over an index-covered predicate (never hinted: hints are slow on SecantusDB)."""
+        cursor = self.records.find(predicate, projection)
+        if sort:
+            cursor = cursor.sort(list(sort))
+        if limit:
+            cursor = cursor.limit(limit)
+        if batch_size:
+            cursor = cursor.batch_size(batch_size)
+        return cursor
+
+    def count(self, predicate: Doc, limit: int = 0) -> int:
+        """count_documents, stopping at `limit` when > 0."""
+        if limit:
+            return self.records.count_documents(predicate, limit=limit)
+        return self.records.count_documents(predicate)
+
+    def history_page(self, tenant_id: str, record_id: str, before: datetime | None, limit: int) -> list[Doc]:
+        """Entries newest first through (tenant_id, record_id, at)."""
+        predicate: Doc = {"tenant_id": tenant_id, "record_id": record_id}
+        if before is not None:
+            predicate["at"] = {"$lte": before}
+        cursor = self.history.find(predicate, {"event": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return list(cursor)
