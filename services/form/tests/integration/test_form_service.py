@@ -102,3 +102,11 @@ def test_malformed_json_is_invalid_argument(as_admin: Any) -> None:
         as_admin("CreateForm", form_pb2.CreateFormRequest(app_id=app["id"], form_json="{nope"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert problem(err.value)["errors"][0]["field"] == "form_json"
+
+
+def test_list_field_types_returns_the_schema_catalogue(as_sales: Any) -> None:
+    catalogue = json.loads(as_sales("ListFieldTypes", form_pb2.ListFieldTypesRequest()).field_types_json)
+    names = {t["name"] for t in catalogue}
+    assert {"text", "relation", "stage", "money", "rollup", "sub_table"} <= names
+    assert len(catalogue) >= 35
+    assert all(t["label"]["zh-CN"] and t["label"]["en"] for t in catalogue)

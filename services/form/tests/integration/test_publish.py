@@ -108,8 +108,10 @@ def test_bad_definitions_are_invalid_argument_with_field_errors(as_admin: Any, e
     fields = {e["field"] for e in errors}
     assert "owner_contact" in fields
     assert any(e["field"] == "owner_contact" and e["rule"] == "relation_target_missing" for e in errors)
-    assert len(errors) >= 2  # the bad key is crm_schema's finding
-    assert all(e["message"] for e in errors)
+    assert any(e["field"] == "Bad Key" and e["rule"] == "invalid_key" for e in errors)  # crm_schema's finding
+    # the caller's locale is English
+    assert "no_such_form" in next(e["message"] for e in errors if e["rule"] == "relation_target_missing")
+    assert all(e["message"] and not any("\u4e00" <= ch <= "\u9fff" for ch in e["message"]) for e in errors)
     got = json.loads(as_admin("GetForm", form_pb2.GetFormRequest(form_id=form["id"])).form_json)
     assert got["published_version"] == 0
     assert events.wait(lambda r: False, timeout=1.0) == []
