@@ -9,6 +9,7 @@ predicate, so each query the repository sends has its own covering index:
                    (_id, revision)              optimistic draft update
     form_versions  (tenant_id, form_id, version) unique   get one version
     outbox         (published)                  the relay's pending scan
+                   (_id, published)             the relay's mark-as-sent update
 Fetches by `_id` use the primary index and check the tenant in code.
 """
 

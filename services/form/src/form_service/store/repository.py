@@ -10,9 +10,11 @@ from typing import Any
 
 from mongoengine import Document
 from mongoengine.errors import NotUniqueError
+from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from crm_runtime.events import OutboxRelay
 from form_service.domain.models import App, Form, FormEvent, FormVersion
 from form_service.domain.repository import KeyTaken
 from form_service.events import outbox_document
@@ -21,11 +23,12 @@ from form_service.store.documents import DOCUMENTS, AppDocument, FormDocument, F
 
 def ensure_indexes() -> None:
     """Create every index of the service's collections (idempotent)."""
-    from crm_runtime.events import OutboxRelay
-
     for doc in DOCUMENTS:
         doc.ensure_indexes()
-    OutboxRelay.ensure_indexes(OutboxDocument._get_collection())
+    outbox = OutboxDocument._get_collection()
+    OutboxRelay.ensure_indexes(outbox)
+    # the relay marks sent envelopes with {_id: {$in: ...}, published: False}: one index must cover both
+    outbox.create_index([("_id", ASCENDING), ("published", ASCENDING)], name="outbox_mark")
 
 
 def _by_id_or_key(doc_cls: type[Document], tenant_id: str, ref: str) -> Any:
