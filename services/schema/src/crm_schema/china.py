@@ -129,7 +129,7 @@ def _landline(digits: str) -> str | None:
         return None
     area_len = 3 if digits[1:2] in ("1", "2") else 4
     area, local = digits[:area_len], digits[area_len:]
-    if len(local) not in (7, 8) or local[0] in "01":
+    if len(local) not in (7, 8) or local[0] == "0":
         return None
     return f"{area}-{local}"
 
@@ -156,7 +156,8 @@ def normalise_phone(value: Any) -> str | None:
     if international:
         groups[0] = groups[0][4:] if groups[0].startswith("0086") else groups[0][2:]
         groups = [g for g in groups if g]
-        if groups and not groups[0].startswith(("0", "1", "400", "800")):
+        joined = "".join(groups)
+        if groups and not (groups[0].startswith(("0", "400", "800")) or normalise_mobile(joined)):
             groups[0] = "0" + groups[0]
     attempts = [("".join(groups), ext)]
     if not ext and len(groups) >= 3 and len(groups[-1]) <= 6:
