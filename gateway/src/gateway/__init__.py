@@ -4,6 +4,18 @@
 runs it under gunicorn, `python -m gateway seed` prepares a fresh install.
 """
 
-from gateway.app import create_app
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily: `python -m gateway serve` must set PROMETHEUS_MULTIPROC_DIR
+    # before anything imports prometheus_client, and importing the package comes first.
+    if name == "create_app":
+        from gateway.app import create_app
+
+        return create_app
+    raise AttributeError(name)
