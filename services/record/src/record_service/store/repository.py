@@ -47,7 +47,7 @@ class MongoTransaction:
             try:
                 self._r.uniques.insert_one({"_id": key, "record_id": record_id}, session=self._s)
             except DuplicateKeyError:
-                raise UniqueTaken(key, 0) from None
+                raise UniqueTaken(key) from None
             return
         for start in range(0, len(claims), INSERT_CHUNK):
             chunk = claims[start : start + INSERT_CHUNK]

@@ -1,0 +1,351 @@
+"""Unit tests of the query planner (domain/query.py) with plain fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from crm_runtime.errors import ValidationFailed
+from record_service.domain.forms import FormSchema
+from record_service.domain.query import (
+    Leaf,
+    Range,
+    decode_cursor,
+    encode_cursor,
+    parse_filter,
+    parse_sort,
+    plan_query,
+    relative_range,
+    select_page,
+)
+from record_service.domain.scope import DataScope
+
+TZ = ZoneInfo("Asia/Shanghai")
+# Wednesday 2024-05-15 01:30 in Shanghai (= Tuesday 17:30 UTC)
+NOW = datetime(2024, 5, 14, 17, 30, tzinfo=UTC)
+
+FORM = FormSchema(
+    id="f1",
+    key="customer",
+    tenant_id="t1",
+    version=1,
+    title_field="name",
+    fields=(
+        {"key": "name", "type": "text", "unique": True},
+        {"key": "level", "type": "select"},
+        {"key": "city", "type": "text", "filterable": True},
+        {"key": "amount", "type": "money", "filterable": True},
+        {"key": "remark", "type": "long_text"},
+        {"key": "signed_on", "type": "date"},
+        {"key": "tags", "type": "multi_select"},
+        {"key": "region", "type": "region", "filterable": True},
+        {"key": "total", "type": "rollup"},
+    ),
+)
+
+
+@dataclass
+class Ctx:
+    locale: str = "en"
+    tz: Any = TZ
+    now: datetime = NOW
+
+
+def identity(field: dict[str, Any], op: str, value: Any) -> Any:
+    """Fake coercion: operands are already stored values."""
+    return value
+
+
+def bigrams(text: str) -> list[str]:
+    """Fake tokenizer: CJK bigrams."""
+    return [text[i : i + 2] for i in range(len(text) - 1)] or [text]
+
+
+ADMIN = DataScope(None)
+
+
+def plan(**kw: Any) -> Any:
+    args: dict[str, Any] = {"ctx": Ctx(), "coerce": identity, "tokenize": bigrams, "scope": ADMIN}
+    args.update(kw)
+    return plan_query(FORM, "t1", **args)
+
+
+def doc(_id: str = "a", **data: Any) -> dict[str, Any]:
+    return {
+        "_id": _id,
+        "tenant_id": "t1",
+        "form_id": "f1",
+        "deleted": False,
+        "owner_id": "u1",
+        "department_id": "d1",
+        "created_at": NOW,
+        "data": data,
+    }
+
+
+# ------------------------------------------------------------------ planner output
+
+
+def test_no_filter_pushes_only_the_base_and_lets_the_store_sort_and_limit() -> None:
+    p = plan()
+    assert p.pushed == {"tenant_id": "t1", "form_id": "f1", "deleted": False}
+    assert p.pushed_kind == "none" and p.residual == [] and p.push_limit
+    assert p.sort.mongo() == [("created_at", -1), ("_id", -1)]
+
+
+def test_selective_eq_beats_other_indexed_eq_and_the_rest_is_residual() -> None:
+    tree = {
+        "and": [
+            {"field": "city", "op": "eq", "value": "北京"},
+            {"field": "level", "op": "eq", "value": "B"},
+            {"field": "remark", "op": "contains", "value": "x"},
+        ]
+    }
+    p = plan(tree=tree)
+    assert p.pushed["data.level"] == "B" and "data.city" not in p.pushed
+    assert p.pushed_kind == "field:data.level"
+    assert len(p.residual) == 2 and not p.push_limit
+
+
+def test_unindexed_fields_and_or_trees_are_never_pushed() -> None:
+    p = plan(tree={"or": [{"field": "level", "op": "eq", "value": "A"}, {"field": "level", "op": "eq", "value": "B"}]})
+    assert p.pushed_kind == "none" and len(p.residual) == 1
+    p = plan(tree={"field": "remark", "op": "eq", "value": "x"})
+    assert p.pushed_kind == "none"
+
+
+def test_keyword_pushes_one_token_then_scope_then_sort_range() -> None:
+    p = plan(keyword="华信恒通")
+    assert p.pushed["kw"] == "华信" and p.pushed_kind == "keyword"
+    kinds = {type(c).__name__ for c in p.residual}
+    assert kinds == {"KeywordTokens", "KeywordText"}
+    sales = DataScope("owner_id", ("u1",))
+    p = plan(scope=sales, tree={"field": "created_at", "op": "gte", "value": "2024-01-01"})
+    assert p.pushed_kind == "scope" and p.pushed["owner_id"] == "u1"
+    p = plan(tree={"field": "created_at", "op": "gte", "value": "2024-01-01T00:00:00Z"})
+    assert p.pushed_kind == "field:created_at"
+    assert p.pushed["created_at"] == {"$gte": datetime(2024, 1, 1, tzinfo=UTC)}
+
+
+def test_keyword_beats_scope_and_scope_goes_residual() -> None:
+    p = plan(keyword="华信", scope=DataScope("department_id", ("d1", "d2")))
+    assert p.pushed_kind == "keyword"
+    assert any(type(c).__name__ == "ScopeCondition" for c in p.residual)
+    p = plan(scope=DataScope("department_id", ("d1", "d2")))
+    assert p.pushed["department_id"] == {"$in": ["d1", "d2"]}
+
+
+def test_large_in_lists_stay_residual() -> None:
+    p = plan(tree={"field": "level", "op": "in", "value": [str(i) for i in range(201)]})
+    assert p.pushed_kind == "none" and len(p.residual) == 1
+    p = plan(tree={"field": "level", "op": "in", "value": ["A", "B"]})
+    assert p.pushed["data.level"] == {"$in": ["A", "B"]}
+
+
+def test_unknown_field_operator_and_computed_fields_are_422() -> None:
+    for tree in (
+        {"field": "nope", "op": "eq", "value": 1},
+        {"field": "level", "op": "$where", "value": 1},
+        {"field": "total", "op": "eq", "value": 1},
+        {"field": "owner_id", "op": "gt", "value": "x"},
+        {"field": "level", "op": "today"},
+        {"nope": []},
+        ["not", "an", "object"],
+    ):
+        with pytest.raises(ValidationFailed):
+            plan(tree=tree)
+
+
+def test_coercion_errors_name_the_leaf() -> None:
+    def strict(field: dict[str, Any], op: str, value: Any) -> Any:
+        raise ValidationFailed([])
+
+    def bad(field: dict[str, Any], op: str, value: Any) -> Any:
+        raise ValueError("not a number")
+
+    with pytest.raises(ValidationFailed) as exc:
+        plan(coerce=bad, tree={"and": [{"field": "amount", "op": "gt", "value": "x"}]})
+    assert exc.value.errors[0].field == "filter.and[0].value"
+
+
+def test_region_filters_compare_the_province_and_are_not_pushed() -> None:
+    p = plan(tree={"field": "region", "op": "eq", "value": "北京市"}, subpath=lambda f: ".province")
+    assert p.pushed_kind == "none"
+    assert p.matches(doc(region={"province": "北京市", "city": "北京市"}))
+    assert not p.matches(doc(region={"province": "上海市"}))
+
+
+# ------------------------------------------------------------------ residual semantics
+
+
+def leaf(op: str, value: Any = None, field: str = "city") -> Any:
+    node = parse_filter({"field": field, "op": op, "value": value}, FORM, Ctx(), identity)
+    assert node is not None
+    return node
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "stored", "expected"),
+    [
+        ("eq", "北京", "北京", True),
+        ("eq", "北京", "上海", False),
+        ("eq", 1, True, False),  # bool is not a number, as in BSON
+        ("ne", "北京", "上海", True),
+        ("ne", "北京", None, True),
+        ("in", ["北京", "上海"], "上海", True),
+        ("in", ["北京"], "广州", False),
+        ("nin", ["北京"], "广州", True),
+        ("nin", ["北京"], "北京", False),
+        ("gt", 10, 11, True),
+        ("gt", 10, 10, False),
+        ("gte", 10, 10, True),
+        ("lt", 10, 9.5, True),
+        ("lte", 10, 10, True),
+        ("lte", 10, "9", False),  # another type never compares
+        ("gt", 10, None, False),
+        ("between", [1, 3], 3, True),
+        ("between", [1, 3], 4, False),
+        ("contains", "华信", "北京华信恒通", True),
+        ("contains", "abc", "xABCx", True),
+        ("contains", "zz", "北京", False),
+        ("starts_with", "北京", "北京华信", True),
+        ("starts_with", "华信", "北京华信", False),
+        ("is_empty", None, None, True),
+        ("is_empty", None, "", True),
+        ("is_empty", None, [], True),
+        ("is_empty", None, "x", False),
+        ("not_empty", None, "x", True),
+        ("not_empty", None, None, False),
+    ],
+)
+def test_operator_semantics(op: str, value: Any, stored: Any, expected: bool) -> None:
+    assert leaf(op, value).matches(doc(city=stored)) is expected
+
+
+def test_multi_valued_fields_match_any_element() -> None:
+    assert leaf("in", ["a"], "tags").matches(doc(tags=["b", "a"]))
+    assert not leaf("nin", ["a"], "tags").matches(doc(tags=["b", "a"]))
+    assert leaf("contains", "hi", "tags").matches(doc(tags=["high"]))
+    assert Leaf("x", "data.tags", "eq", "a").matches(doc(tags=["a", "b"]))
+
+
+def test_missing_field_is_empty_and_and_or_combine() -> None:
+    tree = {
+        "or": [
+            {"field": "city", "op": "is_empty"},
+            {"and": [{"field": "level", "op": "eq", "value": "A"}, {"field": "amount", "op": "gte", "value": 100}]},
+        ]
+    }
+    node = parse_filter(tree, FORM, Ctx(), identity)
+    assert node is not None
+    assert node.matches(doc())
+    assert node.matches(doc(city="x", level="A", amount=100))
+    assert not node.matches(doc(city="x", level="A", amount=99))
+
+
+def test_system_fields_filter_and_time_operands_are_parsed_in_the_tenant_zone() -> None:
+    node = parse_filter({"field": "owner_id", "op": "in", "value": ["u1", "u2"]}, FORM, Ctx(), identity)
+    assert node is not None and node.matches(doc())
+    node = parse_filter({"field": "created_at", "op": "lt", "value": "2024-05-15"}, FORM, Ctx(), identity)
+    assert isinstance(node, Leaf)
+    # a date-only bound is local midnight: 2024-05-15 00:00 Shanghai = 05-14 16:00 UTC
+    assert node.value.hi == datetime(2024, 5, 14, 16, 0, tzinfo=UTC)
+    assert not node.matches(doc())  # NOW is 17:30 UTC, after the bound
+
+
+# ------------------------------------------------------------------ relative dates
+
+
+def test_relative_dates_use_the_tenant_time_zone() -> None:
+    today = relative_range("today", None, "date", Ctx())
+    assert (today.lo, today.hi, today.hi_incl) == ("2024-05-15", "2024-05-16", False)
+    week = relative_range("this_week", None, "date", Ctx())
+    assert (week.lo, week.hi) == ("2024-05-13", "2024-05-20")
+    month = relative_range("this_month", None, "date", Ctx())
+    assert (month.lo, month.hi) == ("2024-05-01", "2024-06-01")
+    last = relative_range("last_n_days", 7, "date", Ctx())
+    assert (last.lo, last.hi) == ("2024-05-09", "2024-05-16")
+    moment = relative_range("today", None, "datetime", Ctx())
+    assert moment.lo == datetime(2024, 5, 14, 16, 0, tzinfo=UTC)
+    assert moment.hi == datetime(2024, 5, 15, 16, 0, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        relative_range("last_n_days", 0, "date", Ctx())
+
+
+def test_relative_operators_on_fields() -> None:
+    node = parse_filter({"field": "signed_on", "op": "this_month"}, FORM, Ctx(), identity)
+    assert node is not None
+    assert node.matches(doc(signed_on="2024-05-31"))
+    assert not node.matches(doc(signed_on="2024-06-01"))
+    node = parse_filter({"field": "created_at", "op": "today"}, FORM, Ctx(), identity)
+    assert node is not None and node.matches(doc())
+    p = plan(tree={"field": "created_at", "op": "last_n_days", "value": 3})
+    assert p.pushed_kind == "field:created_at" and set(p.pushed["created_at"]) == {"$gte", "$lt"}
+
+
+# ------------------------------------------------------------------ sort and cursor
+
+
+def test_sort_parsing() -> None:
+    assert parse_sort([{"field": "amount", "direction": "asc"}], FORM).path == "data.amount"
+    assert parse_sort("-updated_at", FORM).mongo() == [("updated_at", -1), ("_id", -1)]
+    for bad in ([{"field": "remark"}], [{"field": "tags"}], [{"field": "level", "direction": "up"}]):
+        with pytest.raises(ValidationFailed):
+            parse_sort(bad, FORM)
+
+
+def test_cursor_round_trip_and_rejection() -> None:
+    spec = parse_sort(None, FORM)
+    row = doc("r9")
+    text = encode_cursor(spec, row)
+    assert "=" not in text and decode_cursor(text, spec) == (NOW, "r9")
+    other = parse_sort("updated_at", FORM)
+    for bad in (text + "!!", "bm9wZQ", encode_cursor(other, row)):
+        with pytest.raises(ValidationFailed):
+            decode_cursor(bad, spec)
+
+
+def test_next_page_pushes_a_range_on_the_sort_field_and_skips_ties() -> None:
+    first = plan()
+    rows = [doc(f"{i:02d}") for i in range(5)]  # same created_at: only _id orders them
+    rows.sort(key=lambda d: first.sort.key(d), reverse=True)
+    page, more = select_page(first, rows[:3])
+    cursor = encode_cursor(first.sort, page[1])
+    nxt = plan(cursor=cursor)
+    assert nxt.find_filter()["created_at"] == {"$lte": NOW}
+    assert not nxt.push_limit
+    page2, _ = select_page(nxt, rows)
+    assert [d["_id"] for d in page2] == ["02", "01", "00"]
+
+
+def test_cursor_is_residual_when_another_index_is_pushed() -> None:
+    first = plan(tree={"field": "level", "op": "eq", "value": "A"})
+    cursor = encode_cursor(first.sort, doc("m"))
+    nxt = plan(tree={"field": "level", "op": "eq", "value": "A"}, cursor=cursor)
+    assert "created_at" not in nxt.find_filter()
+    assert nxt.is_after_cursor(doc("a")) and not nxt.is_after_cursor(doc("z"))
+
+
+def test_select_page_reports_more_and_filters() -> None:
+    p = plan(tree={"field": "remark", "op": "eq", "value": "y"}, page_size=2)
+    rows = [doc(str(i), remark="y" if i % 2 else "n") for i in range(9, 0, -1)]
+    page, more = select_page(p, rows)
+    assert [d["_id"] for d in page] == ["9", "7"] and more
+    page, more = select_page(p, rows[-3:])
+    assert [d["_id"] for d in page] == ["3", "1"] and not more
+
+
+def test_page_size_bounds_and_projection() -> None:
+    with pytest.raises(ValidationFailed):
+        plan(page_size=201)
+    p = plan(tree={"field": "remark", "op": "eq", "value": "y"}, keyword="华信")
+    assert set(p.residual_projection()) == {"data.remark", "search"}
+
+
+def test_range_contains_handles_open_and_exclusive_bounds() -> None:
+    r = Range(1, False, 5, False)
+    assert not r.contains(1) and r.contains(2) and not r.contains(5) and not r.contains(None)
