@@ -177,7 +177,8 @@ class OutboxRelay:
             # chunked: `$in` over many ids is slow on some stores
             for start in range(0, len(done), 200):
                 self._col.update_many(
-                    {"_id": {"$in": done[start : start + 200]}, "published": False},
+                    # by _id alone: the `_id` index covers it (adding `published` would scan)
+                    {"_id": {"$in": done[start : start + 200]}},
                     {"$set": {"published": True, "published_at": datetime.now(UTC)}},
                 )
         if pending:

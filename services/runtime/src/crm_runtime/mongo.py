@@ -22,6 +22,8 @@ def connect(url: str, db_name: str, *, alias: str = "default", **kwargs: Any) ->
         serverSelectionTimeoutMS=kwargs.pop("timeout_ms", 5000),
         **kwargs,
     )
+    # re-registering an alias (a second connect in one process, e.g. tests) is an error
+    mongoengine.disconnect(alias)
     mongoengine.connect(
         db=db_name,
         alias=alias,
