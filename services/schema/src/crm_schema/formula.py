@@ -10,6 +10,7 @@ money stays exact.
 from __future__ import annotations
 
 import ast
+import functools
 import operator as op
 from collections.abc import Callable
 from datetime import date, datetime
@@ -164,7 +165,9 @@ def _functions(today: date) -> dict[str, Callable[..., Any]]:
 FUNCTION_NAMES = frozenset(_functions(date.today()))
 
 
+@functools.lru_cache(maxsize=512)
 def _parse(expression: str) -> ast.Expression:
+    """The checked syntax tree (cached: bulk imports evaluate the same formulas per row; trees are not mutated)."""
     if not isinstance(expression, str) or not expression.strip():
         raise FormulaError("empty expression")
     if len(expression) > _MAX_EXPRESSION:
