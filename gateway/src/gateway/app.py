@@ -34,18 +34,6 @@ log = get_logger("crm.gateway")
 
 API_PREFIX = "/api/v1"
 
-TAGS = [
-    {"name": "Auth", "description": "Sign in, token refresh and sign out"},
-    {"name": "Users", "description": "Users of the tenant (admin)"},
-    {"name": "Departments", "description": "Department tree (materialised path)"},
-    {"name": "Roles", "description": "Roles and their data scope"},
-    {"name": "Apps", "description": "Apps (应用): groups of forms"},
-    {"name": "Forms", "description": "Forms, field definitions, versions and templates"},
-    {"name": "Records", "description": "Records of a form: CRUD, query, history, 360° view, dedupe and merge"},
-    {"name": "Attachments", "description": "File upload and download"},
-    {"name": "Operations", "description": "Health, readiness and metrics"},
-]
-
 
 def _route_limits(settings: Settings) -> dict[str, int]:
     # MAX_CONTENT_LENGTH (1 MiB) holds for every JSON body; these endpoints need more
@@ -79,7 +67,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         HTTP_ERROR_SCHEMA=ProblemOut,
         VALIDATION_ERROR_SCHEMA=ProblemOut,
         VALIDATION_ERROR_DESCRIPTION="Validation failed (problem+json with `errors`)",
-        TAGS=TAGS,
         INFO={
             "description": (
                 "REST API of the no-code CRM platform. Errors are application/problem+json with messages "

@@ -95,6 +95,10 @@ class UserOut(Schema):
     updated_at = String()
 
 
+class UserItem(UserOut):
+    """A user in a list (its own component: apiflask registers output schemas separately)."""
+
+
 class TenantOut(Schema):
     """A tenant."""
 
@@ -141,7 +145,7 @@ class UserPatch(Schema):
 class UserListOut(Schema):
     """Users."""
 
-    items = List(Nested(UserOut))
+    items = List(Nested(UserItem))
 
 
 class UserQuery(Schema):
@@ -188,10 +192,14 @@ class DepartmentOut(Schema):
     created_at = String()
 
 
+class DepartmentItem(DepartmentOut):
+    """A department in a list."""
+
+
 class DepartmentListOut(Schema):
     """Departments, flat (by path) and as a tree."""
 
-    items = List(Nested(DepartmentOut))
+    items = List(Nested(DepartmentItem))
     tree = List(Dict(), metadata={"description": "nested departments with `children`"})
 
 

@@ -13,7 +13,9 @@ from gateway.responses import dumps, json_response, parse
 from gateway.routes._proxy import form_call
 from gateway.schemas import AppIn, FreeObject, InstallOut, ListOut, PublishedQuery, PublishOut
 
-bp = APIBlueprint("forms", __name__, tag="Forms")
+bp = APIBlueprint(
+    "forms", __name__, tag={"name": "Forms", "description": "Apps, forms, field definitions, versions and templates"}
+)
 
 
 @bp.get("/apps")

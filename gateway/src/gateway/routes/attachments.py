@@ -18,7 +18,7 @@ from gateway.responses import json_response, parse
 from gateway.routes._proxy import record_call
 from gateway.schemas import FreeObject, UploadIn
 
-bp = APIBlueprint("attachments", __name__, tag="Attachments")
+bp = APIBlueprint("attachments", __name__, tag={"name": "Attachments", "description": "File upload and download"})
 
 
 @bp.post("/attachments")

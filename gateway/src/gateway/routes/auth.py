@@ -16,7 +16,7 @@ from gateway.responses import json_response
 from gateway.schemas import LoginIn, LogoutIn, MeOut, RefreshIn, TokenOut
 from gateway.users import public_user
 
-bp = APIBlueprint("auth", __name__, tag="Auth")
+bp = APIBlueprint("auth", __name__, tag={"name": "Auth", "description": "Sign in, token refresh and sign out"})
 
 
 def _locked(retry_after: int) -> ApiError:

@@ -14,7 +14,9 @@ from gateway.departments import build_tree, public_department
 from gateway.responses import json_response
 from gateway.schemas import DepartmentIn, DepartmentListOut, DepartmentMoveIn, DepartmentOut, DepartmentPatch
 
-bp = APIBlueprint("departments", __name__, tag="Departments")
+bp = APIBlueprint(
+    "departments", __name__, tag={"name": "Departments", "description": "Department tree (materialised path)"}
+)
 
 
 @bp.get("/departments")

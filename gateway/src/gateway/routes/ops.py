@@ -10,18 +10,18 @@ from gateway.errors import problem
 from gateway.i18n import t
 from gateway.responses import json_response
 
-bp = APIBlueprint("ops", __name__, tag="Operations")
+bp = APIBlueprint("ops", __name__, tag={"name": "Operations", "description": "Health, readiness and metrics"})
 
 
 @bp.get("/healthz")
-@bp.doc(summary="Liveness: the process is up", responses=[200])
+@bp.doc(summary="Liveness: the process is up", tags=["Operations"], responses=[200])
 def healthz() -> Response:
     """Always 200 while the process serves."""
     return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
-@bp.doc(summary="Readiness: store and both services reachable", responses=[200, 503])
+@bp.doc(summary="Readiness: store and both services reachable", tags=["Operations"], responses=[200, 503])
 def readyz() -> Response:
     """200 when the store answers and the form and record services report SERVING; 503 otherwise."""
     gw = gateway()
@@ -39,6 +39,7 @@ def readyz() -> Response:
 @bp.get("/metrics")
 @bp.doc(
     summary="Prometheus metrics",
+    tags=["Operations"],
     responses={200: {"description": "Exposition format", "content": {"text/plain": {}}}},
 )
 def metrics() -> Response:

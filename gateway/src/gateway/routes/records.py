@@ -32,7 +32,11 @@ from gateway.schemas import (
     View360Query,
 )
 
-bp = APIBlueprint("records", __name__, tag="Records")
+bp = APIBlueprint(
+    "records",
+    __name__,
+    tag={"name": "Records", "description": "Records: CRUD, query, history, 360° view, dedupe and merge"},
+)
 
 _COUNT_MODES = {
     None: record_pb2.COUNT_MODE_CAPPED,

@@ -11,7 +11,7 @@ from gateway.responses import json_response
 from gateway.schemas import RoleListOut
 from gateway.users import ROLE_NAMES, ROLE_SCOPES
 
-bp = APIBlueprint("roles", __name__, tag="Roles")
+bp = APIBlueprint("roles", __name__, tag={"name": "Roles", "description": "Roles and their data scope"})
 
 _SCOPE_KEYS = {"admin": "all", "manager": "department_subtree", "sales": "own"}
 

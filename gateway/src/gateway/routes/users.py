@@ -14,7 +14,7 @@ from gateway.responses import json_response
 from gateway.schemas import UserIn, UserListOut, UserOut, UserPatch, UserQuery
 from gateway.users import public_user
 
-bp = APIBlueprint("users", __name__, tag="Users")
+bp = APIBlueprint("users", __name__, tag={"name": "Users", "description": "Users of the tenant (changes: admin only)"})
 
 
 @bp.get("/users")
