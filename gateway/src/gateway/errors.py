@@ -192,11 +192,13 @@ def http_error_response(error: HTTPError) -> Response:
     """Translate an apiflask HTTPError (ours, validation, auth, routing, limits) into problem+json."""
     status = error.status_code
     extra = dict(error.extra_data or {})
-    headers = dict(error.headers or {})
+    raw_headers: Any = error.headers or {}
+    pairs = raw_headers.items() if hasattr(raw_headers, "items") else raw_headers
+    headers = {str(k): str(v) for k, v in pairs}
     code = extra.pop("code", None)
     errors = extra.pop("errors", None) or []
     if code is not None:
-        return problem(status, code, error.message, errors=errors, headers=headers, **extra)
+        return problem(status, code, str(error.message or t(code)), errors=errors, headers=headers, **extra)
     if status == 422:
         code, errors = validation_errors(error.detail)
         return problem(422, code, t(code), errors=errors, headers=headers)

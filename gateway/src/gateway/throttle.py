@@ -64,7 +64,7 @@ class LoginThrottle:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
-        if int(doc.get("count", 0)) >= self._max:
+        if doc is not None and int(doc.get("count", 0)) >= self._max:
             until = now + self._lock
             self._attempts.update_one({"_id": key}, {"$set": {"locked_until": until, "expires_at": until}})
             return Lockout(retry_after=int(self._lock.total_seconds()))

@@ -49,8 +49,8 @@ def public_user(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _field_error(field: str, rule: str, key: str, **params: Any) -> dict[str, Any]:
-    return {"field": field, "rule": rule, "message": t(key, **params)}
+def _field_error(field_name: str, rule: str, key: str, **params: Any) -> dict[str, Any]:
+    return {"field": field_name, "rule": rule, "message": t(key, **params)}
 
 
 class Users:

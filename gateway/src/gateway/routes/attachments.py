@@ -55,7 +55,7 @@ def _disposition(filename: str) -> str:
 @bp.auth_required(token_auth)
 @bp.doc(
     summary="Download a file (streamed)",
-    responses={200: {"description": "The file", "content": {"application/octet-stream": {}}}, 404: "Not found"},
+    responses={200: "The file bytes (Content-Type of the file)", 404: "Not found"},
 )
 def download(attachment_id: str) -> Response:
     """Stream the file's bytes as the service sends them."""

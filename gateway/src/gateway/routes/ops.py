@@ -40,7 +40,7 @@ def readyz() -> Response:
 @bp.doc(
     summary="Prometheus metrics",
     tags=["Operations"],
-    responses={200: {"description": "Exposition format", "content": {"text/plain": {}}}},
+    responses={200: "Prometheus exposition format (text/plain)"},
 )
 def metrics() -> Response:
     """Request counts and latency per route."""
