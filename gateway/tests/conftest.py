@@ -48,7 +48,7 @@ class FakeService:
     up: bool = True
     calls: list[tuple[str, Any, Principal]] = field(default_factory=list)
 
-    def unary(self, method: str, request: Any, principal: Principal) -> Any:
+    def unary(self, method: str, request: Any, principal: Principal, timeout: float | None = None) -> Any:
         self.calls.append((method, request, principal))
         if method not in self.handlers:
             raise FakeRpcError(grpc.StatusCode.UNIMPLEMENTED, f"{method} not faked")

@@ -29,8 +29,8 @@ class ServiceClient(Protocol):
 
     name: str
 
-    def unary(self, method: str, request: Any, principal: Principal) -> Any:
-        """Call a unary RPC as `principal`; raises grpc.RpcError on failure."""
+    def unary(self, method: str, request: Any, principal: Principal, timeout: float | None = None) -> Any:
+        """Call a unary RPC as `principal` (deadline `timeout` s, default the client's); raises grpc.RpcError."""
         ...
 
     def stream(self, method: str, request: Any, principal: Principal) -> Iterator[Any]:
@@ -83,11 +83,11 @@ class GrpcServiceClient:
             pass
         return error
 
-    def unary(self, method: str, request: Any, principal: Principal) -> Any:
+    def unary(self, method: str, request: Any, principal: Principal, timeout: float | None = None) -> Any:
         """Call a unary RPC with the principal's metadata."""
         stub, _ = self._ensure()
         try:
-            return getattr(stub, method)(request, metadata=principal.to_metadata(), timeout=self._timeout)
+            return getattr(stub, method)(request, metadata=principal.to_metadata(), timeout=timeout or self._timeout)
         except grpc.RpcError as exc:
             raise self._tag(exc) from None
 

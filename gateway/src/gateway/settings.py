@@ -17,7 +17,8 @@ class Settings:
 
     MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, GATEWAY_PORT (8080),
     GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
-    CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL.
+    CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL,
+    GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create).
     """
 
     jwt_secret: str
@@ -40,6 +41,8 @@ class Settings:
     max_bulk_bytes: int = 32 * MIB
     max_upload_bytes: int = 50 * MIB
     grpc_timeout: float = 60.0
+    # a 10,000-row bulk create writes records, history and outbox in one call
+    bulk_grpc_timeout: float = 600.0
     # argon2 cost; tests lower it so twenty failed logins take milliseconds
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -63,4 +66,6 @@ class Settings:
             admin_password=os.environ.get("CRM_ADMIN_PASSWORD") or None,
             tenant_tz=env_str("TENANT_TZ", cls.tenant_tz),
             log_level=env_str("LOG_LEVEL", cls.log_level),
+            grpc_timeout=float(env_int("GATEWAY_GRPC_TIMEOUT", int(cls.grpc_timeout))),
+            bulk_grpc_timeout=float(env_int("GATEWAY_BULK_GRPC_TIMEOUT", int(cls.bulk_grpc_timeout))),
         )

@@ -60,7 +60,7 @@ def test_template_install_retries_until_the_form_service_answers(settings: Any, 
     class Flaky:
         name = "form"
 
-        def unary(self, method: str, request: Any, principal: Any) -> Any:
+        def unary(self, method: str, request: Any, principal: Any, timeout: float | None = None) -> Any:
             calls.append((method, request.template, principal))
             if len(calls) < 3:
                 raise helpers.FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused")
@@ -78,7 +78,7 @@ def test_template_install_gives_up_on_a_real_error(helpers: Any) -> None:
     class Broken:
         name = "form"
 
-        def unary(self, method: str, request: Any, principal: Any) -> Any:
+        def unary(self, method: str, request: Any, principal: Any, timeout: float | None = None) -> Any:
             raise helpers.FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, {"code": "validation_failed"})
 
     from crm_runtime.principal import Principal

@@ -13,6 +13,6 @@ def form_call(method: str, request: Any) -> Any:
     return gateway().services.form.unary(method, request, current_principal())
 
 
-def record_call(method: str, request: Any) -> Any:
-    """A RecordService RPC as the current principal."""
-    return gateway().services.record.unary(method, request, current_principal())
+def record_call(method: str, request: Any, timeout: float | None = None) -> Any:
+    """A RecordService RPC as the current principal (deadline `timeout` s, default the client's)."""
+    return gateway().services.record.unary(method, request, current_principal(), timeout)

@@ -10,6 +10,7 @@ from flask import Response
 
 from crm.record.v1 import record_pb2
 from gateway.auth import auth as token_auth
+from gateway.context import gateway
 from gateway.errors import ApiError
 from gateway.i18n import t
 from gateway.responses import dumps, json_response, parse
@@ -137,7 +138,7 @@ def create_record(form: str, body: dict[str, Any]) -> Response:
 def bulk_create(form: str, body: dict[str, Any]) -> Response:
     """Many records at once."""
     req = record_pb2.BulkCreateRecordsRequest(form_id=form, records_json=dumps(body["records"]))
-    ids = list(record_call("BulkCreateRecords", req).record_ids)
+    ids = list(record_call("BulkCreateRecords", req, gateway().settings.bulk_grpc_timeout).record_ids)
     return json_response({"ids": ids, "count": len(ids)}, 201)
 
 
