@@ -1,0 +1,126 @@
+"""AttachmentStore: files in GridFS on the record service's own database, tenant-checked on every read.
+
+Files live in the `attachments` bucket (`attachments.files`, `attachments.chunks`)
+with string ids and metadata {tenant_id, uploaded_by, name, size, content_type,
+sha256}. Reads go by `_id` (the `_id` index) and the tenant is checked in code,
+so no query needs a (metadata.tenant_id, _id) index; another tenant's id reads
+as "no such file".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import gridfs
+from pymongo.database import Database
+
+from record_service.domain.service import iso, new_record_id
+
+Doc = dict[str, Any]
+IN_CHUNK = 200
+BUCKET = "attachments"
+CHUNK_BYTES = 255 * 1024
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """The metadata of one stored file."""
+
+    id: str
+    tenant_id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    uploaded_by: str
+    uploaded_at: datetime | None
+
+    @classmethod
+    def from_files_doc(cls, doc: Doc) -> StoredFile:
+        """From an `attachments.files` document."""
+        meta = doc.get("metadata") or {}
+        return cls(
+            id=str(doc["_id"]),
+            tenant_id=str(meta.get("tenant_id") or ""),
+            name=str(meta.get("name") or doc.get("filename") or ""),
+            size=int(meta.get("size") or doc.get("length") or 0),
+            content_type=str(meta.get("content_type") or "application/octet-stream"),
+            sha256=str(meta.get("sha256") or ""),
+            uploaded_by=str(meta.get("uploaded_by") or ""),
+            uploaded_at=doc.get("uploadDate"),
+        )
+
+    def summary(self) -> Doc:
+        """What a record's attachment field stores: {id, name, size, content_type}."""
+        return {"id": self.id, "name": self.name, "size": self.size, "content_type": self.content_type}
+
+    def to_json(self) -> Doc:
+        """The API form (UploadAttachment, the first DownloadAttachment message)."""
+        return {
+            **self.summary(),
+            "filename": self.name,
+            "sha256": self.sha256,
+            "uploaded_by": self.uploaded_by,
+            "uploaded_at": iso(self.uploaded_at),
+        }
+
+
+class AttachmentStore:
+    """Put, look up and stream files of a tenant."""
+
+    def __init__(self, db: Database[Any], *, bucket: str = BUCKET, new_id: Callable[[], str] = new_record_id) -> None:
+        self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket, chunk_size_bytes=CHUNK_BYTES)
+        self._files = db[f"{bucket}.files"]
+        self._new_id = new_id
+
+    def put(self, tenant_id: str, uploaded_by: str, name: str, content_type: str, content: bytes) -> StoredFile:
+        """Store the bytes; returns the stored metadata."""
+        file_id = self._new_id()
+        metadata = {
+            "tenant_id": tenant_id,
+            "uploaded_by": uploaded_by,
+            "name": name,
+            "size": len(content),
+            "content_type": content_type,
+            "sha256": hashlib.sha256(content).hexdigest(),
+        }
+        self._bucket.upload_from_stream_with_id(file_id, name, io.BytesIO(content), metadata=metadata)
+        doc = self._files.find_one({"_id": file_id})
+        return StoredFile.from_files_doc(doc or {"_id": file_id, "metadata": metadata})
+
+    def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
+        """The file's metadata when it exists in this tenant."""
+        doc = self._files.find_one({"_id": file_id}) if file_id else None
+        if doc is None or (doc.get("metadata") or {}).get("tenant_id") != tenant_id:
+            return None
+        return StoredFile.from_files_doc(doc)
+
+    def chunks(self, file_id: str) -> Iterator[bytes]:
+        """The file's bytes, one GridFS chunk at a time (check the tenant with `get` first)."""
+        stream = self._bucket.open_download_stream(file_id)
+        try:
+            while True:
+                chunk = stream.readchunk()
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            stream.close()
+
+    def lookup(self, tenant_id: str, ids: Sequence[str]) -> dict[str, Doc]:
+        """The AttachmentLookup of record validation: {id: {id, name, size, content_type}} for this tenant's ids."""
+        wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        out: dict[str, Doc] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            for doc in self._files.find(
+                {"_id": {"$in": wanted[start : start + IN_CHUNK]}}, {"metadata": 1, "length": 1}
+            ):
+                if (doc.get("metadata") or {}).get("tenant_id") == tenant_id:
+                    stored = StoredFile.from_files_doc(doc)
+                    out[stored.id] = stored.summary()
+        return out

@@ -1,0 +1,91 @@
+"""Upload and download use cases: the global and per-field limits, the magic-bytes check, tenant checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import crm_schema
+from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime.principal import Principal
+from record_service.domain.service import RecordService
+from record_service.extras import messages as msg
+from record_service.extras.attachments import AttachmentStore, StoredFile
+from record_service.extras.sniff import accepts, contradicts, effective_type, sniff
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+FILE_FIELD_TYPES = ("attachment", "image")
+
+
+class Uploads:
+    """Checks a file against the limits, then stores it; streams files back to their tenant only."""
+
+    def __init__(self, service: RecordService, store: AttachmentStore, *, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        self._service = service
+        self._store = store
+        self._max = max_bytes
+
+    def upload(
+        self,
+        principal: Principal,
+        filename: str,
+        content_type: str,
+        content: bytes,
+        form_ref: str = "",
+        field_key: str = "",
+    ) -> StoredFile:
+        """Store one file; 413 over a size limit, 422 for a refused or lying type."""
+        loc = principal.locale
+        name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+        if not name:
+            raise msg.invalid("filename", "required", loc)
+        if not content:
+            raise msg.invalid("content", "file_required", loc)
+        size = len(content)
+        if size > self._max:
+            text = msg.message("file_too_large_global", loc, name=name, max_mb=self._max // (1024 * 1024))
+            raise msg.too_large("content", text, self._max, size)
+        detected = sniff(content)
+        media_type = effective_type(content_type, name, detected)
+        if contradicts(media_type, name, detected):
+            raise msg.invalid(
+                "content",
+                "content_mismatch",
+                loc,
+                name=name,
+                content_type=media_type,
+                detected=detected or "unknown",
+            )
+        if form_ref or field_key:
+            self._check_field(principal, form_ref, field_key, name, media_type, size)
+        return self._store.put(principal.tenant_id, principal.user_id, name, media_type, content)
+
+    def _check_field(
+        self, principal: Principal, form_ref: str, field_key: str, name: str, media_type: str, size: int
+    ) -> None:
+        loc = principal.locale
+        if not form_ref:
+            raise msg.invalid("form_id", "required", loc)
+        form = self._service.form(principal, form_ref)
+        field = form.field(field_key) if field_key else None
+        if field is None or field.get("type") not in FILE_FIELD_TYPES:
+            raise msg.invalid("field_key", "not_attachment_field", loc, field=field_key)
+        label: Any = field.get("label") or field_key
+        max_size = field.get("max_size")
+        if isinstance(max_size, int) and not isinstance(max_size, bool) and size > max_size:
+            text = crm_schema.message("file_too_large", loc, label=label, name=name, max_size=max_size, size=size)
+            raise msg.too_large(field_key, text, max_size, size)
+        accept = field.get("accept")
+        if accept is None and field.get("type") == "image":
+            accept = ["image/*"]
+        if isinstance(accept, list) and accept and not accepts(accept, media_type, name):
+            params = {"name": name, "content_type": media_type, "accept": accept}
+            text = crm_schema.message("file_type", loc, label=label, **params)
+            raise ValidationFailed([FieldError(field_key, "file_type", text, params)])
+
+    def open(self, principal: Principal, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
+        """The file's metadata and its chunks; 404 when it is not this tenant's."""
+        stored = self._store.get(principal.tenant_id, file_id)
+        if stored is None:
+            raise msg.attachment_not_found(file_id, principal.locale)
+        return stored, self._store.chunks(stored.id)
