@@ -72,6 +72,22 @@ class RecordRepository(Protocol):
         """The record id holding a unique key, or None."""
         ...
 
+    def unique_holders(self, keys: Sequence[str]) -> dict[str, str]:
+        """{key: record id} for the keys that are claimed (chunked reads by _id)."""
+        ...
+
+    def discard(self, record_ids: Sequence[str], history_ids: Sequence[str], unique_keys: Sequence[str]) -> None:
+        """Compensate a failed multi-transaction bulk write: delete what its committed chunks wrote."""
+        ...
+
+    def return_sequence(self, key: str, last: int, count: int) -> bool:
+        """Give back `count` numbers ending at `last` when nobody took a later one (keeps numbering gap-free)."""
+        ...
+
+    def release_held(self, hold: str) -> int:
+        """Make outbox entries written with `published: hold` visible to the relay (published False)."""
+        ...
+
     def find(
         self,
         predicate: Doc,

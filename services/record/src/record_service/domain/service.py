@@ -44,6 +44,7 @@ from record_service.events import (
 
 Doc = dict[str, Any]
 MAX_BULK_ROWS = 10_000
+BULK_CHUNK = 1_000
 COUNT_CAP = 10_000
 COUNT_CAPPED, COUNT_EXACT, COUNT_NONE = "capped", "exact", "none"
 IN_CHUNK = 200
@@ -235,18 +236,24 @@ class RecordService:
 
     # ------------------------------------------------------------ create
 
-    def _auto_number(self, tx: Transaction, form: FormSchema, tenant_id: str, now: datetime, count: int) -> Doc:
-        """Values of the form's auto_number fields for `count` new records: {key: [values]}."""
+    def _auto_number(
+        self, tx: Transaction, form: FormSchema, tenant_id: str, now: datetime, count: int
+    ) -> tuple[Doc, dict[str, int]]:
+        """Values of the form's auto_number fields for `count` new records ({key: [values]}), and
+        the counters' new values ({counter key: last})."""
         local = now.astimezone(self.tz)
         out: Doc = {}
+        counters: dict[str, int] = {}
         for f in form.of_type("auto_number"):
             pattern = str(f.get("pattern") or "{0000}")
             period = crm_schema.sequence_scope(pattern, local)
-            last = tx.next_sequence(f"{tenant_id}|{form.id}|{f['key']}|{period}", count)
+            counter = f"{tenant_id}|{form.id}|{f['key']}|{period}"
+            last = tx.next_sequence(counter, count)
+            counters[counter] = last
             out[f["key"]] = [
                 crm_schema.render_auto_number(pattern, seq, local) for seq in range(last - count + 1, last + 1)
             ]
-        return out
+        return out, counters
 
     def _new_doc(
         self, principal: Principal, form: FormSchema, record_id: str, data: Doc, owner_id: str, now: datetime
@@ -288,7 +295,7 @@ class RecordService:
         def txn(tx: Transaction) -> Doc:
             values = dict(result.values)
             if has_auto:
-                for key, numbers in self._auto_number(tx, form, principal.tenant_id, now, 1).items():
+                for key, numbers in self._auto_number(tx, form, principal.tenant_id, now, 1)[0].items():
                     values[key] = numbers[0]
             doc = self._new_doc(principal, form, record_id, values, owner_id, now)
             doc.update(self.search_fields(form, values))
@@ -341,44 +348,103 @@ class RecordService:
         masked = ctx.with_role("")
         auto_fields = form.of_type("auto_number")
         self._check_batch_uniques(principal, form, values_list, auto_fields)
-
-        def txn(tx: Transaction) -> None:
-            numbers = self._auto_number(tx, form, principal.tenant_id, now, len(values_list)) if auto_fields else {}
-            docs: list[Doc] = []
-            entries: list[Doc] = []
-            claims: list[tuple[str, str]] = []
-            positions: list[int] = []
-            for i, values in enumerate(values_list):
-                data = dict(values)
-                for key, seq in numbers.items():
-                    data[key] = seq[i]
-                doc = self._new_doc(principal, form, ids[i], data, "", now)
-                doc.update(self.search_fields(form, data))
-                docs.append(doc)
-                row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
-                claims += row_claims
-                positions += [i] * len(row_claims)
-                out = self.outputs(form, data, masked)
-                entries.append(
-                    self.history_entry(
-                        RECORD_CREATED,
-                        principal,
-                        doc,
-                        now,
-                        [{"field": k, "old": None, "new": v} for k, v in out.items()],
-                        {"form_version": form.version, "owner_id": doc["owner_id"], "data": out},
-                    )
-                )
-            if claims:
-                try:
-                    tx.claim_uniques(claims)
-                except UniqueTaken as taken:
-                    raise UniqueTaken(taken.key, positions[taken.position or 0]) from None
-            tx.insert_records(docs)
-            tx.insert_history(entries)
-
-        self.write(txn, principal, form)
+        numbers: Doc = {}
+        counters: dict[str, int] = {}
+        if auto_fields:
+            # reserved up front in one small transaction: every chunk then knows its numbers
+            numbers, counters = self.repo.transaction(
+                lambda tx: self._auto_number(tx, form, principal.tenant_id, now, len(values_list))
+            )
+        docs: list[Doc] = []
+        entries: list[Doc] = []
+        claims: list[tuple[str, str]] = []
+        positions: list[int] = []
+        hold = f"bulk:{ids[0]}"
+        for i, values in enumerate(values_list):
+            data = dict(values)
+            for key, seq in numbers.items():
+                data[key] = seq[i]
+            doc = self._new_doc(principal, form, ids[i], data, "", now)
+            doc.update(self.search_fields(form, data))
+            docs.append(doc)
+            row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
+            claims += row_claims
+            positions += [i] * len(row_claims)
+            out = self.outputs(form, data, masked)
+            entry = self.history_entry(
+                RECORD_CREATED,
+                principal,
+                doc,
+                now,
+                [{"field": k, "old": None, "new": v} for k, v in out.items()],
+                {"form_version": form.version, "owner_id": doc["owner_id"], "data": out},
+            )
+            # held back from the relay until every chunk is written (see below)
+            entry["published"] = hold
+            entries.append(entry)
+        try:
+            held = self.repo.unique_holders([k for k, _ in claims]) if claims else {}
+            if held:
+                first = next(n for n, (k, _) in enumerate(claims) if k in held)
+                raise UniqueTaken(claims[first][0], positions[first])
+            self._write_chunks(docs, entries, claims)
+        except UniqueTaken as taken:
+            self._give_back(counters, len(values_list))
+            raise self._unique_conflict(principal, form, taken) from None
+        except BaseException:
+            self._give_back(counters, len(values_list))
+            raise
+        self.repo.release_held(hold)
         return ids
+
+    def _write_chunks(self, docs: list[Doc], entries: list[Doc], claims: list[tuple[str, str]]) -> None:
+        """Write in transactions of BULK_CHUNK records; on a failure, delete what earlier chunks wrote.
+
+        One transaction for 10,000 records stalls SecantusDB, so a batch is
+        split; all-or-nothing is kept by compensation, and the outbox entries
+        are held (`published` = a hold tag) until the last chunk commits, so no
+        event of a compensated batch is ever published.
+        """
+        by_record: dict[str, list[tuple[str, str]]] = {}
+        for key, rid in claims:
+            by_record.setdefault(rid, []).append((key, rid))
+        done = 0
+        try:
+            for start in range(0, len(docs), BULK_CHUNK):
+                chunk_docs = docs[start : start + BULK_CHUNK]
+                chunk_entries = entries[start : start + BULK_CHUNK]
+                chunk_claims = [c for d in chunk_docs for c in by_record.get(d["_id"], [])]
+
+                def txn(
+                    tx: Transaction,
+                    cd: list[Doc] = chunk_docs,
+                    ce: list[Doc] = chunk_entries,
+                    cc: list[tuple[str, str]] = chunk_claims,
+                ) -> None:
+                    if cc:
+                        try:
+                            tx.claim_uniques(cc)
+                        except UniqueTaken as taken:
+                            raise UniqueTaken(taken.key, _row_of(docs, cc, taken)) from None
+                    tx.insert_records(cd)
+                    tx.insert_history(ce)
+
+                self.repo.transaction(txn)
+                done = start + len(chunk_docs)
+        except BaseException:
+            if done:
+                written = {d["_id"] for d in docs[:done]}
+                self.repo.discard(
+                    [d["_id"] for d in docs[:done]],
+                    [e["_id"] for e in entries[:done]],
+                    [k for k, rid in claims if rid in written],
+                )
+            raise
+
+    def _give_back(self, counters: dict[str, int], count: int) -> None:
+        """Return reserved auto numbers of a failed bulk when nobody took a later one."""
+        for key, last in counters.items():
+            self.repo.return_sequence(key, last, count)
 
     def _prefetch_relations(self, form: FormSchema, rows: Sequence[Any], ctx: RecordContext) -> None:
         """Check every relation id of the batch with a few reads instead of one per row."""
@@ -899,6 +965,14 @@ def _aggregate(agg: str, numbers: list[Any], field: Doc, ctx: RecordContext) -> 
     else:
         return None
     return crm_schema.to_output(field, value, ctx=ctx)
+
+
+def _row_of(docs: Sequence[Doc], chunk_claims: Sequence[tuple[str, str]], taken: UniqueTaken) -> int | None:
+    """The batch row whose claim clashed."""
+    if taken.position is None or taken.position >= len(chunk_claims):
+        return None
+    rid = chunk_claims[taken.position][1]
+    return next((i for i, d in enumerate(docs) if d["_id"] == rid), None)
 
 
 def crm_schema_label(field: Mapping[str, Any] | None, locale: str) -> str:

@@ -139,6 +139,30 @@ class MongoRecordRepository:
         doc = self.uniques.find_one({"_id": key})
         return str(doc["record_id"]) if doc else None
 
+    def unique_holders(self, keys: Sequence[str]) -> dict[str, str]:
+        """{key: record id} for claimed keys, by _id in chunks of 200."""
+        out: dict[str, str] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), IN_CHUNK):
+            for doc in self.uniques.find({"_id": {"$in": unique[start : start + IN_CHUNK]}}):
+                out[doc["_id"]] = str(doc["record_id"])
+        return out
+
+    def discard(self, record_ids: Sequence[str], history_ids: Sequence[str], unique_keys: Sequence[str]) -> None:
+        """Delete by _id (chunked) what committed chunks of a failed bulk wrote."""
+        for collection, ids in ((self.history, history_ids), (self.uniques, unique_keys), (self.records, record_ids)):
+            for start in range(0, len(ids), IN_CHUNK):
+                collection.delete_many({"_id": {"$in": list(ids[start : start + IN_CHUNK])}})
+
+    def return_sequence(self, key: str, last: int, count: int) -> bool:
+        """Decrement the counter only if it still ends at `last` (the counters collection is tiny)."""
+        result = self.counters.update_one({"_id": key, "seq": last}, {"$inc": {"seq": -count}})
+        return result.modified_count == 1
+
+    def release_held(self, hold: str) -> int:
+        """published: hold -> False through the `published` index."""
+        return self.history.update_many({"published": hold}, {"$set": {"published": False}}).modified_count
+
     def find(
         self,
         predicate: Doc,
