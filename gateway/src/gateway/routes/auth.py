@@ -48,9 +48,8 @@ def login(body: dict[str, Any]) -> Response:
     tenant = gw.store.tenants.find_one({"_id": tenant_id})
     user = gw.users.by_username(tenant_id, username) if tenant is not None else None
     if not gw.passwords.verify(user["password_hash"] if user else None, body["password"]) or user is None:
-        lock = gw.throttle.failed(tenant_id, username, address)
-        if lock is not None:
-            raise _locked(lock.retry_after)
+        # the 20th failure still answers 401; the lock applies from the next attempt on
+        gw.throttle.failed(tenant_id, username, address)
         raise ApiError(401, "invalid_credentials")
     if not user.get("active", True):
         raise ApiError(401, "account_inactive")
