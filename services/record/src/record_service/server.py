@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from crm_runtime import build_server, get_logger
 from crm_runtime.events import EventConsumer, EventPublisher, OutboxRelay
 from crm_runtime.grpc_server import ServerBundle
-from crm_runtime.mongo import connect, ping
+from crm_runtime.mongo import ping
 from record_service.api.servicer import SERVICE_NAME, RecordServicer
 from record_service.domain.forms import FormSource
 from record_service.domain.repository import AttachmentLookup, Cipher, no_attachments
@@ -25,15 +26,18 @@ from record_service.events import ENVELOPE_FIELD, EXCHANGE
 from record_service.store.repository import MongoRecordRepository
 
 log = get_logger("record.server")
-ALIAS = "record"
 
 
 def connect_store(url: str, db_name: str, *, attempts: int = 60, delay: float = 1.0) -> Database[Any]:
-    """Connect and wait until the store answers."""
-    import mongoengine
+    """Connect and wait until the store answers.
 
-    mongoengine.disconnect(ALIAS)  # a re-connect in the same process (tests) replaces the alias
-    db = connect(url, db_name, alias=ALIAS)
+    The record service uses pymongo only (no mongoengine models), so it opens a
+    plain client with the runtime's options instead of registering an alias.
+    """
+    client: MongoClient[Any] = MongoClient(
+        url, tz_aware=True, uuidRepresentation="standard", serverSelectionTimeoutMS=5000
+    )
+    db = client[db_name]
     for attempt in range(1, attempts + 1):
         if ping(db):
             return db

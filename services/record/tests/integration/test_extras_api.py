@@ -19,18 +19,20 @@ import grpc
 import pika
 import pytest
 from cryptography.fernet import Fernet
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from crm.record.v1 import record_pb2, record_pb2_grpc
 from crm_runtime.client import channel, problem_from_error
 from crm_runtime.principal import Principal
-from crm_runtime.testing import amqp_url
+from crm_runtime.testing import StoreProcess, amqp_url
 from record_service.crypto import FernetCipher
 from record_service.domain.forms import FormSchema, StaticFormSource
 from record_service.extras import AttachmentStore, Extras, SourceCatalog
 from record_service.server import RecordServer, build_record_server, build_relay
 
 pytestmark = pytest.mark.integration
+DB_NAME = "crm_record_it"  # the record suite's database (conftest's `store` fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64))
 PDF = b"%PDF-1.7\n" + b"0" * 64
@@ -110,10 +112,18 @@ def listing_forms() -> ListingFormSource:
 
 
 @pytest.fixture(scope="module")
-def extras_server(db: Database[Any], listing_forms: ListingFormSource) -> Iterator[RecordServer]:
-    files = AttachmentStore(db)
+def xdb(store: StoreProcess) -> Iterator[Database[Any]]:
+    """A client of our own: connect_store elsewhere in the session may close the shared `db` fixture's client."""
+    client: MongoClient[Any] = MongoClient(store.url, tz_aware=True)
+    yield client[DB_NAME]
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def extras_server(xdb: Database[Any], listing_forms: ListingFormSource) -> Iterator[RecordServer]:
+    files = AttachmentStore(xdb)
     server = build_record_server(
-        db,
+        xdb,
         port=0,
         host="127.0.0.1",
         forms=listing_forms,
@@ -121,7 +131,7 @@ def extras_server(db: Database[Any], listing_forms: ListingFormSource) -> Iterat
         tz=ZoneInfo("Asia/Shanghai"),
         attachments=files.lookup,
     )
-    server.servicer.extras = Extras.build(server.service, db, catalog=SourceCatalog(listing_forms), attachments=files)
+    server.servicer.extras = Extras.build(server.service, xdb, catalog=SourceCatalog(listing_forms), attachments=files)
     server.start()
     yield server
     server.stop()
@@ -336,15 +346,15 @@ class MergedEvents:
 
 
 @pytest.fixture()
-def relay(db: Database[Any]) -> Iterator[Any]:
-    outbox = build_relay(db, amqp_url(), poll_interval=0.05)
+def relay(xdb: Database[Any]) -> Iterator[Any]:
+    outbox = build_relay(xdb, amqp_url(), poll_interval=0.05)
     outbox.start()
     yield outbox
     outbox.stop()
 
 
 def test_merge_repoints_relations_moves_uniques_writes_history_and_publishes(
-    crm: Crm, relay: Any, db: Database[Any]
+    crm: Crm, relay: Any, xdb: Database[Any]
 ) -> None:
     events = MergedEvents(crm.id)
     try:
@@ -371,7 +381,7 @@ def test_merge_repoints_relations_moves_uniques_writes_history_and_publishes(
         assert [c["id"] for c in admin.get(task["id"])["data"]["also_customers"]] == [win["id"]]
         code, _ = fails(admin.get, lose["id"])
         assert code == grpc.StatusCode.NOT_FOUND
-        stored = db["records"].find_one({"_id": lose["id"]})
+        stored = xdb["records"].find_one({"_id": lose["id"]})
         assert stored["deleted"] is True and stored["merged_into"] == win["id"]
 
         win_history = admin.history(win["id"])
