@@ -237,7 +237,7 @@ def test_customer_360_view(admin: Client) -> None:
     )
     contract = create(admin, "contract", {"customer": cust["id"], "opportunity": opp["id"], "amount": "120000"})
     assert contract["data"]["contract_no"].startswith("HT-")
-    create(admin, "payment", {"contract": contract["id"], "amount": "50000"})
+    create(admin, "payment", {"contract": contract["id"], "amount": "50000", "paid_on": "2026-11-20"})
     view = admin.ok("GET", f"/records/{cust['id']}/360")
     text = json.dumps(view, ensure_ascii=False)
     for rid in (contact["id"], opp["id"], contract["id"]):

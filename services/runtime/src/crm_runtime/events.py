@@ -260,10 +260,13 @@ class EventConsumer:
         )
 
     def _declare(self, channel: Any) -> None:
-        channel.queue_declare(queue=self.queue + ".dlq", durable=True)
         if self._transient:
+            # a per-process queue and its dead letters go away with the process
+            # (a DLQ never has a consumer, so it expires after an idle hour instead)
+            channel.queue_declare(queue=self.queue + ".dlq", durable=False, arguments={"x-expires": 3_600_000})
             channel.queue_declare(queue=self.queue, durable=False, auto_delete=True)
         else:
+            channel.queue_declare(queue=self.queue + ".dlq", durable=True)
             channel.queue_declare(queue=self.queue, durable=True)
         for exchange, key in self._bindings:
             declare_exchange(channel, exchange)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -175,8 +175,16 @@ def build_server(
     return bundle
 
 
+class Readiness(Protocol):
+    """Anything that can say whether it is ready (a ServerBundle, a relay)."""
+
+    def ready(self) -> bool:
+        """True when the unit can do its work."""
+        ...
+
+
 class _SideHandler(BaseHTTPRequestHandler):
-    bundle: ServerBundle
+    bundle: Readiness
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         if self.path == "/healthz":
@@ -200,7 +208,7 @@ class _SideHandler(BaseHTTPRequestHandler):
         return
 
 
-def start_side_http(bundle: ServerBundle, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def start_side_http(bundle: Readiness, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
     """Serve `/healthz`, `/readyz`, `/metrics` for a gRPC unit in a thread."""
     handler = type("SideHandler", (_SideHandler,), {"bundle": bundle})
     httpd = ThreadingHTTPServer((host, port), handler)

@@ -145,6 +145,21 @@ class RecordService:
             self._indexed.add(marker)
         return form
 
+    def refreshed(self, principal: Principal, form: FormSchema, errors: Sequence[FieldError]) -> FormSchema | None:
+        """A newer published version when the input names fields the cached version lacks, else None.
+
+        The form cache is invalidated by `form.published` events, which take a
+        moment to arrive; asking the form service again on an unknown field
+        closes that window, so a field added and published a moment ago is
+        accepted at once. Costs one call, only on that error path.
+        """
+        invalidate = getattr(self.forms, "invalidate", None)
+        if invalidate is None or not any(e.rule == "unknown_field" for e in errors):
+            return None
+        invalidate(principal.tenant_id, form.id, form.key)
+        fresh = self.form(principal, form.id)
+        return fresh if fresh.version != form.version else None
+
     def load(self, principal: Principal, record_id: str, *, deleted: bool | None = False) -> Loaded:
         """A record by id inside the principal's tenant and scope, else 404.
 
@@ -286,6 +301,9 @@ class RecordService:
         if not isinstance(data, Mapping):
             raise rerr.invalid("data_json", "not_object", principal.locale)
         result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
+        if result.errors and (fresh := self.refreshed(principal, form, result.errors)) is not None:
+            form = fresh
+            result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
         if result.errors:
             raise ValidationFailed(result.errors)
         record_id = self._new_id()
@@ -331,17 +349,10 @@ class RecordService:
         now = self._clock()
         ctx = self.context(principal, now)
         self._prefetch_relations(form, rows, ctx)
-        fields = list(form.fields)
-        errors: list[FieldError] = []
-        values_list: list[Doc] = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, Mapping):
-                errors.append(FieldError(f"rows[{i}]", "not_object", rerr.message("not_object", loc)))
-                continue
-            result = crm_schema.validate_data(fields, dict(row), existing=None, ctx=ctx)
-            for err in result.errors:
-                errors.append(FieldError(f"rows[{i}].{err.field}", err.rule, err.message, err.params))
-            values_list.append(result.values)
+        errors, values_list = self._validate_rows(form, rows, ctx)
+        if errors and (fresh := self.refreshed(principal, form, errors)) is not None:
+            form = fresh
+            errors, values_list = self._validate_rows(form, rows, ctx)
         if errors:
             raise ValidationFailed(errors)
         ids = [self._new_id() for _ in values_list]
@@ -441,6 +452,24 @@ class RecordService:
                 )
             raise
 
+    def _validate_rows(
+        self, form: FormSchema, rows: Sequence[Any], ctx: RecordContext
+    ) -> tuple[list[FieldError], list[Doc]]:
+        """Validate every row of a bulk call; errors are named `rows[i].field`."""
+        loc = ctx.locale
+        fields = list(form.fields)
+        errors: list[FieldError] = []
+        values_list: list[Doc] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                errors.append(FieldError(f"rows[{i}]", "not_object", rerr.message("not_object", loc)))
+                continue
+            result = crm_schema.validate_data(fields, dict(row), existing=None, ctx=ctx)
+            for err in result.errors:
+                errors.append(FieldError(f"rows[{i}].{err.field}", err.rule, err.message, err.params))
+            values_list.append(result.values)
+        return errors, values_list
+
     def _give_back(self, counters: dict[str, int], count: int) -> None:
         """Return reserved auto numbers of a failed bulk when nobody took a later one."""
         for key, last in counters.items():
@@ -514,6 +543,11 @@ class RecordService:
         stored: Doc = dict(doc.get("data") or {})
         current = {k: v for k, v in stored.items() if form.field(k) is not None}
         result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
+        if result.errors and (fresh := self.refreshed(principal, form, result.errors)) is not None:
+            form = fresh
+            loaded = Loaded(doc, form)
+            current = {k: v for k, v in stored.items() if form.field(k) is not None}
+            result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
         if result.errors:
             raise ValidationFailed(result.errors)
         changed = {k: v for k, v in result.values.items() if k not in stored or stored[k] != v}
