@@ -301,8 +301,8 @@ class RecordService:
         if not isinstance(data, Mapping):
             raise rerr.invalid("data_json", "not_object", principal.locale)
         result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
-        if result.errors and (fresh := self.refreshed(principal, form, result.errors)) is not None:
-            form = fresh
+        if result.errors and (newer := self.refreshed(principal, form, result.errors)) is not None:
+            form = newer
             result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
         if result.errors:
             raise ValidationFailed(result.errors)
@@ -350,8 +350,8 @@ class RecordService:
         ctx = self.context(principal, now)
         self._prefetch_relations(form, rows, ctx)
         errors, values_list = self._validate_rows(form, rows, ctx)
-        if errors and (fresh := self.refreshed(principal, form, errors)) is not None:
-            form = fresh
+        if errors and (newer := self.refreshed(principal, form, errors)) is not None:
+            form = newer
             errors, values_list = self._validate_rows(form, rows, ctx)
         if errors:
             raise ValidationFailed(errors)
@@ -543,8 +543,8 @@ class RecordService:
         stored: Doc = dict(doc.get("data") or {})
         current = {k: v for k, v in stored.items() if form.field(k) is not None}
         result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
-        if result.errors and (fresh := self.refreshed(principal, form, result.errors)) is not None:
-            form = fresh
+        if result.errors and (newer := self.refreshed(principal, form, result.errors)) is not None:
+            form = newer
             loaded = Loaded(doc, form)
             current = {k: v for k, v in stored.items() if form.field(k) is not None}
             result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
