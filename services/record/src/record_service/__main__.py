@@ -12,6 +12,7 @@ from crm_runtime import configure_logging, get_logger, serve_forever
 from crm_runtime.config import ConfigError
 from crm_runtime.grpc_server import start_side_http
 from record_service.crypto import FernetCipher
+from record_service.extras import AttachmentStore, Extras, GrpcFormCatalog
 from record_service.forms.grpc_source import CachedFormSource, GrpcFormSource
 from record_service.forms.invalidation import form_cache_consumer
 from record_service.server import RelayHealth, build_record_server, build_relay, connect_store
@@ -28,8 +29,19 @@ def serve() -> None:
     db = connect_store(settings.mongo_url, settings.record_db)
     forms = CachedFormSource(GrpcFormSource(settings.form_grpc_addr))
     consumer = form_cache_consumer(settings.amqp_url, forms, db)
+    files = AttachmentStore(db)
     server = build_record_server(
-        db, port=settings.grpc_port, forms=forms, cipher=cipher, tz=ZoneInfo(settings.tenant_tz), consumers=[consumer]
+        db,
+        port=settings.grpc_port,
+        forms=forms,
+        cipher=cipher,
+        tz=ZoneInfo(settings.tenant_tz),
+        consumers=[consumer],
+        attachments=files.lookup,
+    )
+    # 360, duplicates, merge and attachments (record_service.extras)
+    server.servicer.extras = Extras.build(
+        server.service, db, catalog=GrpcFormCatalog(settings.form_grpc_addr, forms), attachments=files
     )
     consumer.start()
     serve_forever(server.bundle, settings.http_port, on_stop=consumer.stop)
@@ -41,7 +53,7 @@ def relay() -> None:
     configure_logging("record-relay", settings.log_level)
     db = connect_store(settings.mongo_url, settings.record_db)
     outbox_relay = build_relay(db, settings.amqp_url)
-    httpd = start_side_http(RelayHealth(db, outbox_relay), settings.relay_http_port)  # type: ignore[arg-type]
+    httpd = start_side_http(RelayHealth(db, outbox_relay), settings.relay_http_port)
     stop = threading.Event()
 
     def _signal(signum: int, _frame: Any) -> None:
