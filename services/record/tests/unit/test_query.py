@@ -349,3 +349,28 @@ def test_page_size_bounds_and_projection() -> None:
 def test_range_contains_handles_open_and_exclusive_bounds() -> None:
     r = Range(1, False, 5, False)
     assert not r.contains(1) and r.contains(2) and not r.contains(5) and not r.contains(None)
+
+
+def test_keyword_without_sort_uses_the_natural_order_and_an_offset_cursor() -> None:
+    from record_service.domain.query import encode_offset_cursor, select_page_counted
+
+    first = plan(keyword="华信", page_size=2)
+    assert first.sort.natural and first.sort.mongo() == []
+    assert first.pushed["kw"] == "华信"
+    rows = [doc(str(i)) for i in range(5)]
+    rows[1]["search"] = "北京华信科技"
+    rows[2]["search"] = "无关"
+    rows[3]["search"] = "广州华信物流"
+    rows[4]["search"] = "上海华信"
+    for r in rows:
+        r["kw"] = ["华信"] if "华信" in r.get("search", "") else []
+    page, more, consumed = select_page_counted(first, rows)
+    assert [d["_id"] for d in page] == ["1", "3"] and more and consumed == 4
+    nxt = plan(keyword="华信", page_size=2, cursor=encode_offset_cursor(first.sort, consumed))
+    assert nxt.offset == 4 and nxt.after is None
+    page2, more2, _ = select_page_counted(nxt, rows[nxt.offset :])
+    assert [d["_id"] for d in page2] == ["4"] and not more2
+    # an explicit sort keeps the sorted order; a bad offset is refused
+    assert not plan(keyword="华信", sort="-created_at").sort.natural
+    with pytest.raises(ValidationFailed):
+        plan(keyword="华信", cursor=encode_offset_cursor(first.sort, -1))

@@ -572,9 +572,15 @@ class SortSpec:
     field: str = "created_at"
     path: str = "created_at"
     direction: int = -1
+    # keyword searches without an explicit sort come back in index order: the
+    # store then reads only one page of matches instead of fetching and sorting
+    # every match in memory (a common token can match tens of thousands)
+    natural: bool = False
 
     def mongo(self) -> list[tuple[str, int]]:
-        """The sort as given to pymongo."""
+        """The sort as given to pymongo (empty for the natural order)."""
+        if self.natural:
+            return []
         return [(self.path, self.direction), ("_id", self.direction)]
 
     @property
@@ -587,10 +593,16 @@ class SortSpec:
         return (bson_key(get_path(doc, self.path)), str(doc.get("_id")))
 
 
-def parse_sort(raw: Any, form: FormSchema, locale: str = "zh-CN") -> SortSpec:
-    """`[{"field", "direction"}]` (or one object, or "-field"); the first entry counts. Default created_at desc."""
+NATURAL = SortSpec("_relevance", "", 1, natural=True)
+
+
+def parse_sort(raw: Any, form: FormSchema, locale: str = "zh-CN", keyword: str = "") -> SortSpec:
+    """`[{"field", "direction"}]` (or one object, or "-field"); the first entry counts.
+
+    Default created_at desc; with a keyword and no sort, the natural (index) order.
+    """
     if raw is None or raw == [] or raw == "":
-        return SortSpec()
+        return NATURAL if keyword.strip() else SortSpec()
     if isinstance(raw, str):
         raw = [{"field": raw.lstrip("-+"), "direction": "desc" if raw.startswith("-") else "asc"}]
     if isinstance(raw, Mapping):
@@ -630,6 +642,12 @@ def encode_cursor(sort: SortSpec, doc: Doc) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+def encode_offset_cursor(sort: SortSpec, offset: int) -> str:
+    """Cursor of the natural order: how many store rows earlier pages consumed."""
+    raw = json.dumps([sort.field, sort.direction, offset, ""], separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
 def decode_cursor(text: str, sort: SortSpec, locale: str = "zh-CN") -> tuple[Any, str]:
     """(sort value, _id) of the row a page ended on; 422 when malformed or made for another sort."""
     try:
@@ -657,6 +675,7 @@ class QueryPlan:
     page_size: int
     after: tuple[Any, str] | None = None
     cursor_bound: dict[str, Any] = field(default_factory=dict)
+    offset: int = 0  # natural order: store rows consumed by earlier pages
 
     @property
     def push_limit(self) -> bool:
@@ -789,7 +808,7 @@ def plan_query(
     size = page_size or DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise invalid("page_size", "invalid_page_size", loc, max=MAX_PAGE_SIZE)
-    spec = parse_sort(sort, form, loc)
+    spec = parse_sort(sort, form, loc, keyword or "")
     root = parse_filter(tree, form, ctx, coerce, subpath)
     leaves, rest = _top_level(root)
 
@@ -831,7 +850,12 @@ def plan_query(
         residual.append(KeywordText(keyword_parts(keyword)))
 
     plan = QueryPlan(pushed, kind, residual, spec, size)
-    if cursor:
+    if cursor and spec.natural:
+        value, _ = decode_cursor(cursor, spec, loc)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise invalid("cursor", "invalid_cursor", loc)
+        plan.offset = value
+    elif cursor:
         value, last_id = decode_cursor(cursor, spec, loc)
         plan.after = (value, last_id)
         # a range on the sort field keeps the query index-covered only when the pushed
@@ -844,11 +868,19 @@ def plan_query(
 
 def select_page(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool]:
     """Take the page from rows streamed in sort order: (rows, has_more)."""
+    page, more, _ = select_page_counted(plan, rows)
+    return page, more
+
+
+def select_page_counted(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool, int]:
+    """(rows, has_more, store rows consumed up to and including the page's last row)."""
     page: list[Doc] = []
+    consumed = 0
     for doc in rows:
+        consumed += 1
         if not plan.page_filter(doc):
             continue
         if len(page) == plan.page_size:
-            return page, True
+            return page, True, consumed - 1
         page.append(doc)
-    return page, False
+    return page, False, consumed

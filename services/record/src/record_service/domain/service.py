@@ -22,7 +22,15 @@ from crm_runtime.principal import Principal
 from record_service.domain import errors as rerr
 from record_service.domain.context import RecordContext
 from record_service.domain.forms import FormSchema, FormSource
-from record_service.domain.query import STREAM_BATCH, QueryPlan, encode_cursor, normalise_text, plan_query, select_page
+from record_service.domain.query import (
+    STREAM_BATCH,
+    QueryPlan,
+    encode_cursor,
+    encode_offset_cursor,
+    normalise_text,
+    plan_query,
+    select_page_counted,
+)
 from record_service.domain.repository import (
     AttachmentLookup,
     Cipher,
@@ -908,19 +916,25 @@ class RecordService:
             page_size=page_size,
             deleted=deleted,
         )
-        sort_spec = plan.sort.mongo()
+        sort_spec = plan.sort.mongo() or None
         if plan.push_limit:
-            rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1))
+            rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1, skip=plan.offset))
             page: list[Doc] = rows[: plan.page_size]
             more = len(rows) > plan.page_size
+            consumed = len(page)
         else:
-            stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=STREAM_BATCH)
+            # unsorted streams need no more than about a page: the store fetches per batch
+            batch = max(2 * plan.page_size + 1, 64) if plan.sort.natural else STREAM_BATCH
+            stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=batch, skip=plan.offset)
             try:
-                selected, more = select_page(plan, stream)
+                selected, more, consumed = select_page_counted(plan, stream)
                 page = [dict(d) for d in selected]
             finally:
                 _close(stream)
-        next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
+        if plan.sort.natural:
+            next_cursor = encode_offset_cursor(plan.sort, plan.offset + consumed) if more else ""
+        else:
+            next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
         total, capped = self._count(plan, count_mode)
         return ListPage(self.render(principal, form, page, ctx), next_cursor, total, capped, plan)
 

@@ -171,11 +171,14 @@ class MongoRecordRepository:
         limit: int = 0,
         batch_size: int = 0,
         projection: Doc | None = None,
+        skip: int = 0,
     ) -> Iterator[Doc]:
         """A cursor over an index-covered predicate (never hinted: hints are slow on SecantusDB)."""
         cursor = self.records.find(predicate, projection)
         if sort:
             cursor = cursor.sort(list(sort))
+        if skip:
+            cursor = cursor.skip(skip)
         if limit:
             cursor = cursor.limit(limit)
         if batch_size:
