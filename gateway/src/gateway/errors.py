@@ -208,6 +208,11 @@ def http_error_response(error: HTTPError) -> Response:
         return problem(405, "method_not_allowed", t("method_not_allowed", method=request.method), headers=headers)
     if status == 413:
         limit = request.max_content_length
+        # The unread body is still on the socket. Closing with unread bytes makes
+        # the kernel reset the connection, and a client still sending never reads
+        # the 413: so read (and drop) a bounded rest first, then close.
+        _drain_body(request.environ)
+        headers["Connection"] = "close"
         return problem(413, "payload_too_large", t("payload_too_large", limit=_format_limit(limit)), headers=headers)
     if status == 401:
         return problem(401, "unauthenticated", t("unauthenticated"), headers=headers)
@@ -238,3 +243,25 @@ def register_error_handlers(app: APIFlask) -> None:
             return http_error_response(HTTPError(error.code or 500, error.description))
         log.exception("unhandled_error", path=request.path)
         return problem(500, "internal_error", t("internal_error"))
+
+
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _drain_body(environ: dict[str, Any]) -> None:
+    """Read and discard up to 64 MiB of a refused request body."""
+    stream = environ.get("wsgi.input")
+    try:
+        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), _DRAIN_LIMIT)
+    except ValueError:
+        return
+    if stream is None:
+        return
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:
+        pass
