@@ -6,7 +6,6 @@ tests exercise the production wiring.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from pymongo.database import Database
 from crm_runtime import build_server, get_logger
 from crm_runtime.events import EventPublisher, OutboxRelay
 from crm_runtime.grpc_server import ServerBundle
-from crm_runtime.mongo import connect, ping
+from crm_runtime.mongo import connect, ping, wait_for_store
 from form_service.api.servicer import SERVICE_NAME, FormServicer
 from form_service.domain.service import FormEngine
 from form_service.events import EXCHANGE, OUTBOX_ENVELOPE_FIELD
@@ -30,12 +29,7 @@ def connect_store(url: str, db_name: str, *, attempts: int = 60, delay: float = 
     """Connect (registering the mongoengine alias) and wait until the store answers."""
     mongoengine.disconnect(ALIAS)  # a re-connect in the same process (tests) replaces the alias
     db = connect(url, db_name, alias=ALIAS)
-    for attempt in range(1, attempts + 1):
-        if ping(db):
-            return db
-        log.warning("store_unreachable", attempt=attempt, retry_in=delay)
-        time.sleep(delay)
-    raise RuntimeError(f"the store at {url} did not answer after {attempts} attempts")
+    return wait_for_store(db, attempts=attempts, delay=delay)
 
 
 @dataclass

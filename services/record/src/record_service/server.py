@@ -6,7 +6,6 @@ the tests exercise the production wiring.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ from pymongo.database import Database
 from crm_runtime import build_server, get_logger
 from crm_runtime.events import EventConsumer, EventPublisher, OutboxRelay
 from crm_runtime.grpc_server import ServerBundle
-from crm_runtime.mongo import ping
+from crm_runtime.mongo import ping, wait_for_store
 from record_service.api.servicer import SERVICE_NAME, RecordServicer
 from record_service.domain.forms import FormSource
 from record_service.domain.repository import AttachmentLookup, Cipher, no_attachments
@@ -38,12 +37,7 @@ def connect_store(url: str, db_name: str, *, attempts: int = 60, delay: float = 
         url, tz_aware=True, uuidRepresentation="standard", serverSelectionTimeoutMS=5000
     )
     db = client[db_name]
-    for attempt in range(1, attempts + 1):
-        if ping(db):
-            return db
-        log.warning("store_unreachable", attempt=attempt, retry_in=delay)
-        time.sleep(delay)
-    raise RuntimeError(f"the store at {url} did not answer after {attempts} attempts")
+    return wait_for_store(db, attempts=attempts, delay=delay)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import mongoengine
@@ -42,3 +43,16 @@ def ping(db: Database[Any]) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
+
+
+def wait_for_store(db: Database[Any], *, attempts: int = 60, delay: float = 1.0) -> Database[Any]:
+    """Block until the store answers (a unit may start before its store); RuntimeError after `attempts`."""
+    from crm_runtime.logging import get_logger
+
+    log = get_logger("crm.mongo")
+    for attempt in range(1, attempts + 1):
+        if ping(db):
+            return db
+        log.warning("store_unreachable", attempt=attempt, retry_in=delay)
+        time.sleep(delay)
+    raise RuntimeError(f"the store did not answer after {attempts} attempts")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm_runtime.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from crm_runtime.i18n import Catalog
 
 _MESSAGES: dict[str, dict[str, str]] = {
     "forbidden": {
@@ -79,21 +80,22 @@ _MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+_CATALOG = Catalog(_MESSAGES)
+
+
 def message(rule: str, locale: str, **params: Any) -> str:
     """The text of `rule` in `locale` (zh-CN when the locale is unknown)."""
-    texts = _MESSAGES[rule]
-    template = texts.get(locale) or texts["zh-CN"]
-    return template.format(**params)
+    return _CATALOG.message(rule, locale, **params)
 
 
 def field_error(path: str, rule: str, locale: str, /, **params: Any) -> FieldError:
     """A FieldError on the field at `path` whose message is rendered in `locale`."""
-    return FieldError(field=path, rule=rule, message=message(rule, locale, **params), params=params)
+    return _CATALOG.field_error(path, rule, locale, **params)
 
 
 def invalid(path: str, rule: str, locale: str, /, **params: Any) -> ValidationFailed:
     """A ValidationFailed with one field error."""
-    return ValidationFailed([field_error(path, rule, locale, **params)])
+    return _CATALOG.invalid(path, rule, locale, **params)
 
 
 def forbidden(locale: str) -> Forbidden:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_runtime.errors import Conflict, FieldError, NotFound, ValidationFailed
+from crm_runtime.errors import Conflict, NotFound
+from crm_runtime.i18n import Catalog
 
 MESSAGES: dict[str, dict[str, str]] = {
     "record_not_found": {"zh-CN": "记录不存在：{ref}", "en": "Record not found: {ref}"},
@@ -47,21 +48,9 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def message(rule: str, locale: str = "zh-CN", **params: Any) -> str:
-    """The message of `rule` in `locale` (zh-CN when unknown), with params filled in."""
-    texts = MESSAGES.get(rule)
-    if texts is None:
-        return rule
-    template = texts.get(locale) or texts["zh-CN"]
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
-
-
-def invalid(where: str, rule: str, locale: str = "zh-CN", **params: Any) -> ValidationFailed:
-    """A 422 with one field error on `where`."""
-    return ValidationFailed([FieldError(where, rule, message(rule, locale, **params), dict(params))])
+_CATALOG = Catalog(MESSAGES)
+message = _CATALOG.message
+invalid = _CATALOG.invalid
 
 
 def record_not_found(ref: str, locale: str = "zh-CN") -> NotFound:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_runtime.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from crm_runtime.errors import Conflict, NotFound, PayloadTooLarge
+from crm_runtime.i18n import Catalog
 
 MESSAGES: dict[str, dict[str, str]] = {
     "required": {"zh-CN": "必填", "en": "Required"},
@@ -53,21 +54,9 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def message(rule: str, locale: str = "zh-CN", **params: Any) -> str:
-    """The text of `rule` in `locale` (zh-CN when unknown), params filled in."""
-    texts = MESSAGES.get(rule)
-    if texts is None:
-        return rule
-    template = texts.get(locale) or texts["zh-CN"]
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
-
-
-def invalid(where: str, rule: str, locale: str = "zh-CN", **params: Any) -> ValidationFailed:
-    """422 with one field error."""
-    return ValidationFailed([FieldError(where, rule, message(rule, locale, **params), dict(params))])
+_CATALOG = Catalog(MESSAGES)
+message = _CATALOG.message
+invalid = _CATALOG.invalid
 
 
 def attachment_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
