@@ -130,7 +130,7 @@ class OutboxRelay:
     """Publishes outbox envelopes and marks them sent.
 
     An outbox document holds the envelope under `envelope_field` and a boolean
-    `published` flag (indexed). Documents are published oldest first (envelope occurred_at); each is
+    `published` flag (indexed). Documents are published in insertion order (each batch by occurred_at); each is
     marked only after the broker confirmed it, so a crash republishes rather
     than loses. `CRM_RELAY_CRASH_AFTER_PUBLISH=1` makes the process exit right
     after the first confirmed publish (used by the crash test).
@@ -161,8 +161,12 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """Publish one batch of pending envelopes; return how many were published."""
-        order = [(f"{self._field}.occurred_at", ASCENDING), ("_id", ASCENDING)]
-        pending = list(self._col.find({"published": False}, {self._field: 1}).sort(order).limit(self._batch))
+        # No store-side sort: sorting makes the store fetch *every* pending
+        # envelope per poll (a 10,000-event backlog was drained at ~250/s). The
+        # `published` index returns equal keys in insertion order, which is each
+        # writer's time order; the batch itself is ordered by occurred_at.
+        pending = list(self._col.find({"published": False}, {self._field: 1}).limit(self._batch))
+        pending.sort(key=lambda d: (str(d[self._field].get("occurred_at", "")), str(d["_id"])))
         OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
         done: list[Any] = []
         try:

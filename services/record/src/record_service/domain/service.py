@@ -922,10 +922,10 @@ class RecordService:
             page: list[Doc] = rows[: plan.page_size]
             more = len(rows) > plan.page_size
             consumed = len(page)
+        elif plan.sort.natural:
+            page, more, consumed = self._natural_page(plan)
         else:
-            # unsorted streams need no more than about a page: the store fetches per batch
-            batch = max(2 * plan.page_size + 1, 64) if plan.sort.natural else STREAM_BATCH
-            stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=batch, skip=plan.offset)
+            stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=STREAM_BATCH)
             try:
                 selected, more, consumed = select_page_counted(plan, stream)
                 page = [dict(d) for d in selected]
@@ -937,6 +937,27 @@ class RecordService:
             next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
         total, capped = self._count(plan, count_mode)
         return ListPage(self.render(principal, form, page, ctx), next_cursor, total, capped, plan)
+
+    def _natural_page(self, plan: QueryPlan) -> tuple[list[Doc], bool, int]:
+        """A page in index order, read in bounded chunks: (rows, has_more, store rows consumed).
+
+        Each chunk carries a limit, so the store stops after it; an open cursor
+        without a limit makes some stores (SecantusDB) evaluate every match first.
+        """
+        chunk = max(4 * (plan.page_size + 1), 200)
+        page: list[Doc] = []
+        consumed = 0
+        while True:
+            rows = list(self.repo.find(plan.find_filter(), limit=chunk, skip=plan.offset + consumed))
+            for i, doc in enumerate(rows):
+                if not plan.page_filter(doc):
+                    continue
+                if len(page) == plan.page_size:
+                    return page, True, consumed + i
+                page.append(dict(doc))
+            consumed += len(rows)
+            if len(rows) < chunk:
+                return page, False, consumed
 
     def _count(self, plan: QueryPlan, mode: str) -> tuple[int, bool]:
         if mode == COUNT_NONE:
