@@ -30,6 +30,7 @@ from record_service.crypto import FernetCipher
 from record_service.domain.forms import FormSchema, StaticFormSource
 from record_service.extras import AttachmentStore, Extras, SourceCatalog
 from record_service.server import RecordServer, build_record_server, build_relay
+from services.record.tests.integration.support import Api
 
 pytestmark = pytest.mark.integration
 DB_NAME = "crm_record_it"  # the record suite's database (conftest's `store` fixture)
@@ -144,23 +145,8 @@ def xstub(extras_server: RecordServer) -> Iterator[Any]:
     ch.close()
 
 
-class Caller:
-    """Calls RecordService as one principal."""
-
-    def __init__(self, stub: Any, principal: Principal) -> None:
-        self.stub = stub
-        self.principal = principal
-
-    def call(self, method: str, **fields: Any) -> Any:
-        request = getattr(record_pb2, method + "Request")(**fields)
-        return getattr(self.stub, method)(request, metadata=self.principal.to_metadata(), timeout=60)
-
-    def create(self, form: str, data: dict[str, Any], owner: str = "") -> dict[str, Any]:
-        resp = self.call("CreateRecord", form_id=form, data_json=json.dumps(data, ensure_ascii=False), owner_id=owner)
-        return json.loads(resp.record_json)
-
-    def get(self, record_id: str) -> dict[str, Any]:
-        return json.loads(self.call("GetRecord", record_id=record_id).record_json)
+class Caller(Api):
+    """Calls RecordService as one principal, with the extras' RPCs."""
 
     def view(self, record_id: str, per_form_limit: int = 0) -> dict[str, Any]:
         resp = self.call("GetRecord360", record_id=record_id, per_form_limit=per_form_limit)
@@ -175,8 +161,8 @@ class Caller:
         resp = self.call("MergeRecords", winner_id=winner, loser_id=loser, field_choices_json=json.dumps(choices or {}))
         return json.loads(resp.record_json)
 
-    def history(self, record_id: str) -> list[dict[str, Any]]:
-        return [json.loads(e) for e in self.call("GetRecordHistory", record_id=record_id).entries_json]
+    def entries(self, record_id: str) -> list[dict[str, Any]]:
+        return self.history(record_id)[0]
 
     def upload(self, name: str, content_type: str, content: bytes, **kw: Any) -> dict[str, Any]:
         resp = self.call("UploadAttachment", filename=name, content_type=content_type, content=content, **kw)
@@ -224,12 +210,12 @@ def group(view: dict[str, Any], form_key: str, via: str) -> dict[str, Any]:
 
 def test_360_groups_two_levels_timeline_and_scope(crm: Crm) -> None:
     admin = crm.caller()
-    cust = admin.create("customer", {"customer_name": "武汉三六零科技有限公司"}, owner="u-s1")
-    c1 = admin.create("contact", {"name": "张三", "customer": cust["id"]}, owner="u-s1")
+    cust = admin.create("customer", {"customer_name": "武汉三六零科技有限公司"}, owner_id="u-s1")
+    c1 = admin.create("contact", {"name": "张三", "customer": cust["id"]}, owner_id="u-s1")
     c2 = admin.create("contact", {"name": "李四", "customer": cust["id"]})
     opp = admin.create("opportunity", {"name": "ERP 项目", "customer": cust["id"]})
-    contract = admin.create("contract", {"name": "HT-1", "customer": cust["id"]}, owner="u-s1")
-    p1 = admin.create("payment", {"name": "首付", "contract": contract["id"], "amount": "50000"}, owner="u-s1")
+    contract = admin.create("contract", {"name": "HT-1", "customer": cust["id"]}, owner_id="u-s1")
+    p1 = admin.create("payment", {"name": "首付", "contract": contract["id"], "amount": "50000"}, owner_id="u-s1")
     p2 = admin.create("payment", {"name": "尾款", "contract": contract["id"], "amount": "70000"})
     task = admin.create("task", {"title": "回访", "customer": cust["id"], "contacts": [c1["id"], c2["id"]]})
     other = admin.create("customer", {"customer_name": "无关客户"})
@@ -285,7 +271,7 @@ def test_duplicates_by_company_name_and_mobile_ranked_within_scope(crm: Crm) -> 
     admin = crm.caller()
     a = admin.create("customer", {"customer_name": "北京华信恒通科技有限公司", "mobile": "13800138000"})
     b = admin.create("customer", {"customer_name": "北京华信恒通科技（有限公司）", "mobile": "+86 138 0013 8000"})
-    c = admin.create("customer", {"customer_name": "北京华信恒通科技"}, owner="u-s1")
+    c = admin.create("customer", {"customer_name": "北京华信恒通科技"}, owner_id="u-s1")
     d = admin.create("customer", {"customer_name": "华信贸易", "mobile": "13800138000"})
     admin.create("customer", {"customer_name": "上海瑞丰", "mobile": "13900139000"})
 
@@ -364,7 +350,7 @@ def test_merge_repoints_relations_moves_uniques_writes_history_and_publishes(
             "customer", {"customer_name": "苏州明德电子", "mobile": "13800138000", "tax_no": "TX-1", "level": "B"}
         )
         k1 = admin.create("contact", {"name": "李四", "customer": lose["id"]})
-        k2 = admin.create("contact", {"name": "王五", "customer": lose["id"]}, owner="u-other")
+        k2 = admin.create("contact", {"name": "王五", "customer": lose["id"]}, owner_id="u-other")
         task = admin.create("task", {"title": "拜访", "also_customers": [win["id"], lose["id"]]})
         keep = admin.create("contact", {"name": "赵六", "customer": win["id"]})
 
@@ -384,13 +370,13 @@ def test_merge_repoints_relations_moves_uniques_writes_history_and_publishes(
         stored = xdb["records"].find_one({"_id": lose["id"]})
         assert stored["deleted"] is True and stored["merged_into"] == win["id"]
 
-        win_history = admin.history(win["id"])
+        win_history = admin.entries(win["id"])
         assert win_history[0]["action"] == "merged" and win_history[0]["event_type"] == "record.merged"
         assert {"field": "merged_from", "old": None, "new": lose["id"], "label": None} in win_history[0]["changes"]
-        lose_history = admin.history(lose["id"])
+        lose_history = admin.entries(lose["id"])
         assert lose_history[0]["action"] == "merged"
         assert any(c["field"] == "merged_into" and c["new"] == win["id"] for c in lose_history[0]["changes"])
-        k1_history = admin.history(k1["id"])
+        k1_history = admin.entries(k1["id"])
         assert k1_history[0]["action"] == "updated"
         assert k1_history[0]["changes"][0]["field"] == "customer"
         assert k1_history[0]["changes"][0]["old"] == lose["id"] and k1_history[0]["changes"][0]["new"] == win["id"]
@@ -412,7 +398,7 @@ def test_merge_repoints_relations_moves_uniques_writes_history_and_publishes(
 def test_merge_refusals(crm: Crm) -> None:
     admin = crm.caller()
     a = admin.create("customer", {"customer_name": "甲公司"})
-    b = admin.create("customer", {"customer_name": "乙公司"}, owner="u-s1")
+    b = admin.create("customer", {"customer_name": "乙公司"}, owner_id="u-s1")
     contact = admin.create("contact", {"name": "张三", "customer": a["id"]})
     for winner, loser, choices, rule in (
         (a["id"], a["id"], {}, "same_record"),
