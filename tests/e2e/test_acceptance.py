@@ -158,7 +158,7 @@ def test_list_filter_sort_cursor_count_and_keyword(admin: Client) -> None:
     found = admin.ok("GET", "/forms/customer/records", params={"q": "华信" + tag})
     got = {r["data"]["customer_name"] for r in found["items"]}
     assert got == {names[0], names[1]}
-    # keyword pages (index order, offset cursor): one per page, then the end
+    # keyword pages (keyword order, cursor): one per page, then the end
     first = admin.ok("GET", "/forms/customer/records", params={"q": "华信" + tag, "page_size": 1})
     assert len(first["items"]) == 1 and first["next_cursor"]
     second = admin.ok(

@@ -152,3 +152,42 @@ def test_count_is_capped_at_ten_thousand(tenant: Any) -> None:
     _, resp = api.list("customer", page_size=1, keyword="容量")  # counted through the residual stream
     assert resp.total == 10_000 and resp.total_capped
     print(f"bulk created 10,002 records in {elapsed:.1f}s")
+
+
+def test_keyword_pages_walk_the_partitions_on_the_store(tenant: Any, db: Any) -> None:
+    api = tenant.api()
+    rows = [
+        {"customer_name": f"{'杭州' if i % 3 else '苏州'}锦程数联咨询有限公司{i}", "level": "ABC"[i % 3]}
+        for i in range(700)
+    ]
+    ids = bulk(api, rows)
+    stored = {d["_id"]: d["kp"] for d in db["records"].find({"_id": {"$in": ids[:200]}}, {"kp": 1})}
+    assert len(stored) == 200 and len(set(stored.values())) > 100  # spread over the partitions
+    for keyword, expected in (("锦程", 700), ("苏州锦程", 234)):  # a keyword of several tokens too
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            page, resp = api.list("customer", keyword=keyword, page_size=50, cursor=cursor)
+            seen += [r["id"] for r in page]
+            cursor = resp.next_cursor
+            if not cursor:
+                break
+        assert len(seen) == len(set(seen)) == expected
+    _, resp = api.list("customer", keyword="苏州锦程", page_size=1)
+    assert resp.total == 234
+
+
+def test_records_without_a_partition_get_one_at_start_up(db: Any) -> None:
+    from record_service.domain.query import keyword_partition
+    from record_service.store.repository import MongoRecordRepository
+
+    repo = MongoRecordRepository(db)
+    db["meta"].delete_one({"_id": "keyword_partitions"})
+    db["records"].insert_many([{"_id": f"legacy-{i}", "tenant_id": "old", "form_id": "x"} for i in range(3)])
+    assert repo.backfill_keyword_partitions() == 3
+    for i in range(3):
+        assert db["records"].find_one({"_id": f"legacy-{i}"})["kp"] == keyword_partition(f"legacy-{i}")
+    db["records"].insert_one({"_id": "legacy-late", "tenant_id": "old", "form_id": "x"})
+    assert repo.backfill_keyword_partitions() == 0  # done once: the marker stops a second scan
+    assert "list_kw_kp" in db["records"].index_information()
+    db["records"].delete_many({"tenant_id": "old"})

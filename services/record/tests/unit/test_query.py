@@ -12,15 +12,18 @@ import pytest
 from crm_runtime.errors import ValidationFailed
 from record_service.domain.forms import FormSchema
 from record_service.domain.query import (
+    KEYWORD_PARTITIONS,
     Leaf,
     Range,
     decode_cursor,
     encode_cursor,
+    keyword_partition,
     parse_filter,
     parse_sort,
     plan_query,
     relative_range,
     select_page,
+    select_partitioned_page,
 )
 from record_service.domain.scope import DataScope
 
@@ -351,26 +354,109 @@ def test_range_contains_handles_open_and_exclusive_bounds() -> None:
     assert not r.contains(1) and r.contains(2) and not r.contains(5) and not r.contains(None)
 
 
-def test_keyword_without_sort_uses_the_natural_order_and_an_offset_cursor() -> None:
-    from record_service.domain.query import encode_offset_cursor, select_page_counted
+def keyword_rows(n: int, every: int) -> list[dict[str, Any]]:
+    """n records spread over the partitions; every `every`-th one mentions 华信."""
+    rows = []
+    for i in range(n):
+        r = doc(f"r{i:05d}")
+        r["kp"] = keyword_partition(r["_id"])
+        r["search"] = "北京华信科技" if i % every == 0 else "无关"
+        r["kw"] = ["华信"] if i % every == 0 else []
+        rows.append(r)
+    return rows
 
+
+class PartitionFetch:
+    """Fake store read: the pushed token's rows with lo <= kp < hi, in any order; records the ranges."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.ranges: list[tuple[int, int]] = []
+
+    def __call__(self, lo: int, hi: int) -> list[dict[str, Any]]:
+        self.ranges.append((lo, hi))
+        return [r for r in reversed(self.rows) if lo <= r["kp"] < hi and "华信" in r["kw"]]
+
+
+def all_pages(rows: list[dict[str, Any]], page_size: int) -> tuple[list[str], list[int]]:
+    """Walk every keyword page through the cursor; (ids in order, reads per page)."""
+    seen: list[str] = []
+    reads: list[int] = []
+    cursor = ""
+    while True:
+        p = plan(keyword="华信", page_size=page_size, cursor=cursor)
+        fetch = PartitionFetch(rows)
+        page, more, n = select_partitioned_page(p, fetch)
+        assert n == len(fetch.ranges)
+        reads.append(n)
+        seen += [d["_id"] for d in page]
+        if not more:
+            return seen, reads
+        cursor = encode_cursor(p.sort, page[-1])
+
+
+def test_keyword_without_sort_reads_partitions_in_the_keyword_order() -> None:
     first = plan(keyword="华信", page_size=2)
-    assert first.sort.natural and first.sort.mongo() == []
-    assert first.pushed["kw"] == "华信"
-    rows = [doc(str(i)) for i in range(5)]
-    rows[1]["search"] = "北京华信科技"
-    rows[2]["search"] = "无关"
-    rows[3]["search"] = "广州华信物流"
-    rows[4]["search"] = "上海华信"
+    assert first.sort.natural and first.partitioned and first.pushed["kw"] == "华信"
+    assert first.sort.mongo() == [("kp", 1), ("_id", 1)]
+    # an explicit sort keeps the sorted order
+    assert not plan(keyword="华信", sort="-created_at").partitioned
+    # a more selective pushed condition reads in sort order instead
+    assert not plan(keyword="华信", tree={"field": "name", "op": "eq", "value": "x"}).partitioned
+    assert 0 <= keyword_partition("abc") < KEYWORD_PARTITIONS == 256
+    assert keyword_partition("abc") == keyword_partition("abc")
+
+
+def test_keyword_pages_cover_every_match_once_in_kp_id_order() -> None:
+    rows = keyword_rows(3000, 7)
+    expected = sorted((r for r in rows if r["kw"]), key=lambda r: (r["kp"], r["_id"]))
+    seen, reads = all_pages(rows, 50)
+    assert seen == [r["_id"] for r in expected]
+    assert len(seen) == len(set(seen)) == 429
+    # ~1.7 matches per partition: widening ranges keep each page of 50 to a few reads
+    assert max(reads) <= 6 and len(reads) == 9
+
+
+def test_a_common_token_reads_one_or_two_partitions_a_rare_one_about_log2() -> None:
+    common = keyword_rows(50_000, 1)  # ~195 matches per partition
+    p = plan(keyword="华信", page_size=50)
+    fetch = PartitionFetch(common)
+    page, more, _ = select_partitioned_page(p, fetch)
+    assert len(page) == 50 and more and fetch.ranges == [(0, 1)]
+    rare = keyword_rows(5000, 2500)  # two matches
+    fetch = PartitionFetch(rare)
+    page, more, _ = select_partitioned_page(p, fetch)
+    assert {d["_id"] for d in page} == {"r00000", "r02500"} and not more
+    assert fetch.ranges[0] == (0, 1) and fetch.ranges[-1][1] == KEYWORD_PARTITIONS
+    assert len(fetch.ranges) == 9  # widths 1, 2, 4, ... 128
+
+
+def test_keyword_cursor_must_name_a_partition() -> None:
+    first = plan(keyword="华信")
+    good = encode_cursor(first.sort, {"_id": "r1", "kp": 3})
+    assert plan(keyword="华信", cursor=good).after == (3, "r1")
+    for bad_kp in (-1, KEYWORD_PARTITIONS, "3", None):
+        with pytest.raises(ValidationFailed):
+            plan(keyword="华信", cursor=encode_cursor(first.sort, {"_id": "r1", "kp": bad_kp}))
+
+
+def test_the_token_chooser_picks_what_the_store_is_asked_for() -> None:
+    asked: list[tuple[dict[str, Any], tuple[str, ...]]] = []
+
+    def rarest(base: dict[str, Any], tokens: Any) -> str:
+        asked.append((base, tuple(tokens)))
+        return "信恒"
+
+    p = plan(keyword="华信恒通", choose_token=rarest)
+    assert p.pushed["kw"] == "信恒" and p.partitioned
+    assert asked == [({"tenant_id": "t1", "form_id": "f1", "deleted": False}, ("华信", "信恒", "恒通"))]
+    rows = keyword_rows(10, 1)
     for r in rows:
-        r["kw"] = ["华信"] if "华信" in r.get("search", "") else []
-    page, more, consumed = select_page_counted(first, rows)
-    assert [d["_id"] for d in page] == ["1", "3"] and more and consumed == 4
-    nxt = plan(keyword="华信", page_size=2, cursor=encode_offset_cursor(first.sort, consumed))
-    assert nxt.offset == 4 and nxt.after is None
-    page2, more2, _ = select_page_counted(nxt, rows[nxt.offset :])
-    assert [d["_id"] for d in page2] == ["4"] and not more2
-    # an explicit sort keeps the sorted order; a bad offset is refused
-    assert not plan(keyword="华信", sort="-created_at").sort.natural
-    with pytest.raises(ValidationFailed):
-        plan(keyword="华信", cursor=encode_offset_cursor(first.sort, -1))
+        r["kw"], r["search"] = ["华信", "信恒", "恒通"], "华信恒通"
+    rows[0]["kw"], rows[0]["search"] = ["信恒"], "信恒"  # the pushed token alone does not match
+    assert [d["_id"] for d in select_page(p, rows)[0]] == [r["_id"] for r in rows[1:]]
+    # one token, or a better pushed condition: the store is not sampled
+    asked.clear()
+    assert plan(keyword="华信", choose_token=rarest).pushed["kw"] == "华信"
+    assert plan(keyword="华信恒通", choose_token=rarest, tree={"field": "name", "op": "eq", "value": "x"})
+    assert asked == []

@@ -16,6 +16,14 @@ on `kw`; the data scope; a range on the sort field; a range on another indexed
 field. With an empty residual the store applies sort+limit; otherwise rows are
 streamed in sort order and filtered until a page is full.
 
+Keyword searches without an explicit sort come back in the *keyword order*
+(kp, _id): every record carries `kp`, a fixed partition of its id (0..255), and
+the keyword index is (tenant_id, form_id, deleted, kw, kp). The service reads
+the partitions of a token in widening ranges until a page is full, so a page
+costs about the matches of a few partitions, not of the whole token: SecantusDB
+materialises every index entry of a range before it applies a limit, and a
+common token can match tens of thousands of records.
+
 Filter tree: `{"and"|"or": [node, ...]}` or a leaf `{"field", "op", "value"}`.
 Operands of form fields are coerced by crm_schema.filter_value (to the stored
 representation, so no operator can be injected); unknown fields or operators
@@ -28,6 +36,7 @@ import base64
 import binascii
 import json
 import unicodedata
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -70,6 +79,7 @@ INDEXED_SYSTEM_PATHS = frozenset({"created_at", "updated_at", "owner_id", "depar
 UNFILTERABLE_TYPES = frozenset({"lookup", "rollup", "encrypted_text", "sub_table", "attachment", "image"})
 DATE_TYPES = frozenset({"date", "datetime"})
 
+KEYWORD_PARTITIONS = 256  # `kp` values; see keyword_partition()
 MAX_IN_VALUES = 200  # `$in` over more values is slow on SecantusDB; longer lists stay residual
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
@@ -572,15 +582,12 @@ class SortSpec:
     field: str = "created_at"
     path: str = "created_at"
     direction: int = -1
-    # keyword searches without an explicit sort come back in index order: the
-    # store then reads only one page of matches instead of fetching and sorting
-    # every match in memory (a common token can match tens of thousands)
+    # keyword searches without an explicit sort come back in the keyword order
+    # (kp, _id), read partition range by partition range (see the module docstring)
     natural: bool = False
 
     def mongo(self) -> list[tuple[str, int]]:
-        """The sort as given to pymongo (empty for the natural order)."""
-        if self.natural:
-            return []
+        """The sort as given to pymongo."""
         return [(self.path, self.direction), ("_id", self.direction)]
 
     @property
@@ -593,13 +600,18 @@ class SortSpec:
         return (bson_key(get_path(doc, self.path)), str(doc.get("_id")))
 
 
-NATURAL = SortSpec("_relevance", "", 1, natural=True)
+NATURAL = SortSpec("_relevance", "kp", 1, natural=True)
+
+
+def keyword_partition(record_id: str) -> int:
+    """The record's `kp`: a stable, evenly spread partition of its id."""
+    return zlib.crc32(record_id.encode("utf-8")) % KEYWORD_PARTITIONS
 
 
 def parse_sort(raw: Any, form: FormSchema, locale: str = "zh-CN", keyword: str = "") -> SortSpec:
     """`[{"field", "direction"}]` (or one object, or "-field"); the first entry counts.
 
-    Default created_at desc; with a keyword and no sort, the natural (index) order.
+    Default created_at desc; with a keyword and no sort, the keyword order (kp, _id).
     """
     if raw is None or raw == [] or raw == "":
         return NATURAL if keyword.strip() else SortSpec()
@@ -642,12 +654,6 @@ def encode_cursor(sort: SortSpec, doc: Doc) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def encode_offset_cursor(sort: SortSpec, offset: int) -> str:
-    """Cursor of the natural order: how many store rows earlier pages consumed."""
-    raw = json.dumps([sort.field, sort.direction, offset, ""], separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
 def decode_cursor(text: str, sort: SortSpec, locale: str = "zh-CN") -> tuple[Any, str]:
     """(sort value, _id) of the row a page ended on; 422 when malformed or made for another sort."""
     try:
@@ -675,7 +681,11 @@ class QueryPlan:
     page_size: int
     after: tuple[Any, str] | None = None
     cursor_bound: dict[str, Any] = field(default_factory=dict)
-    offset: int = 0  # natural order: store rows consumed by earlier pages
+
+    @property
+    def partitioned(self) -> bool:
+        """True when the page is read partition range by partition range (a keyword, no explicit sort)."""
+        return self.sort.natural and self.pushed_kind == "keyword"
 
     @property
     def push_limit(self) -> bool:
@@ -802,8 +812,13 @@ def plan_query(
     cursor: str = "",
     page_size: int = 0,
     deleted: bool = False,
+    choose_token: Callable[[dict[str, Any], Sequence[str]], str] | None = None,
 ) -> QueryPlan:
-    """Plan one page of ListRecords; see the module docstring."""
+    """Plan one page of ListRecords; see the module docstring.
+
+    `choose_token(base predicate, tokens)` picks the keyword token the store is
+    asked for (the service samples the store); without it, pick_token's guess.
+    """
     loc = ctx.locale
     size = page_size or DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
@@ -824,8 +839,7 @@ def plan_query(
     if keyword:
         kw_tokens = tuple(dict.fromkeys(tokenize(keyword)))
         if kw_tokens:
-            token = pick_token(kw_tokens)
-            candidates.append((2, 0, {"kw": token}, "keyword", token))
+            candidates.append((2, 0, {}, "keyword", None))  # the token is chosen only if the keyword wins
     scope_cond = ScopeCondition(scope) if not scope.unrestricted else None
     if scope_cond is not None and scope_cond.pushable:
         candidates.append((3, 0, scope_cond.to_mongo(), "scope", scope_cond))
@@ -836,6 +850,12 @@ def plan_query(
     if candidates:
         candidates.sort(key=lambda c: (c[0], c[1]))
         _, _, predicate, kind, chosen = candidates[0]
+        if kind == "keyword":
+            if choose_token is not None and len(kw_tokens) > 1:
+                chosen = choose_token(dict(pushed), kw_tokens)
+            else:
+                chosen = pick_token(kw_tokens)
+            predicate = {"kw": chosen}
         pushed.update(predicate)
 
     residual += [leaf for leaf in leaves if leaf is not chosen]
@@ -850,13 +870,12 @@ def plan_query(
         residual.append(KeywordText(keyword_parts(keyword)))
 
     plan = QueryPlan(pushed, kind, residual, spec, size)
-    if cursor and spec.natural:
-        value, _ = decode_cursor(cursor, spec, loc)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise invalid("cursor", "invalid_cursor", loc)
-        plan.offset = value
-    elif cursor:
+    if cursor:
         value, last_id = decode_cursor(cursor, spec, loc)
+        if spec.natural and not (
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value < KEYWORD_PARTITIONS
+        ):
+            raise invalid("cursor", "invalid_cursor", loc)
         plan.after = (value, last_id)
         # a range on the sort field keeps the query index-covered only when the pushed
         # condition is already on that field, or nothing but the base is pushed
@@ -868,19 +887,47 @@ def plan_query(
 
 def select_page(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool]:
     """Take the page from rows streamed in sort order: (rows, has_more)."""
-    page, more, _ = select_page_counted(plan, rows)
-    return page, more
-
-
-def select_page_counted(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool, int]:
-    """(rows, has_more, store rows consumed up to and including the page's last row)."""
     page: list[Doc] = []
-    consumed = 0
     for doc in rows:
-        consumed += 1
         if not plan.page_filter(doc):
             continue
         if len(page) == plan.page_size:
-            return page, True, consumed - 1
+            return page, True
         page.append(doc)
-    return page, False, consumed
+    return page, False
+
+
+def select_partitioned_page(
+    plan: QueryPlan, fetch: Callable[[int, int], Iterable[Doc]], partitions: int = KEYWORD_PARTITIONS
+) -> tuple[list[Doc], bool, int]:
+    """A keyword-order page, read range of partitions by range: (rows, has_more, store reads).
+
+    `fetch(lo, hi)` returns the records of the pushed predicate with lo <= kp < hi,
+    in any order. The first range is one partition (the cursor's); the next ones
+    are sized from the density seen so far (at most twice the last), so a common
+    token costs one or two small reads and a rare one about log2(partitions).
+    """
+    start = 0
+    if plan.after is not None:
+        start = int(plan.after[0])
+    page: list[Doc] = []
+    lo, width, reads, scanned = start, 1, 0, 0
+    while lo < partitions:
+        hi = min(partitions, lo + width)
+        rows = sorted(fetch(lo, hi), key=plan.sort.key)
+        reads += 1
+        for doc in rows:
+            if not plan.page_filter(doc):
+                continue
+            if len(page) == plan.page_size:
+                return page, True, reads
+            page.append(doc)
+        scanned += hi - lo
+        lo = hi
+        need = plan.page_size + 1 - len(page)
+        if page:
+            # partitions expected to hold `need` more rows, with a margin
+            width = max(1, min(2 * width, -(-need * scanned * 5 // (4 * len(page)))))
+        else:
+            width *= 2
+    return page, False, reads

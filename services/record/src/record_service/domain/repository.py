@@ -96,7 +96,6 @@ class RecordRepository(Protocol):
         limit: int = 0,
         batch_size: int = 0,
         projection: Doc | None = None,
-        skip: int = 0,
     ) -> Iterator[Doc]:
         """Stream records matching an index-covered predicate."""
         ...

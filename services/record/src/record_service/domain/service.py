@@ -26,10 +26,11 @@ from record_service.domain.query import (
     STREAM_BATCH,
     QueryPlan,
     encode_cursor,
-    encode_offset_cursor,
+    keyword_partition,
     normalise_text,
     plan_query,
-    select_page_counted,
+    select_page,
+    select_partitioned_page,
 )
 from record_service.domain.repository import (
     AttachmentLookup,
@@ -54,6 +55,8 @@ Doc = dict[str, Any]
 MAX_BULK_ROWS = 10_000
 BULK_CHUNK = 1_000
 COUNT_CAP = 10_000
+KEYWORD_PROBES = 6  # tokens of a long keyword sampled to pick the rarest
+KEYWORD_PROBE_LIMIT = 200
 COUNT_CAPPED, COUNT_EXACT, COUNT_NONE = "capped", "exact", "none"
 IN_CHUNK = 200
 SYSTEM_KEYS = ("owner_id", "department_id", "created_by", "updated_by")
@@ -295,6 +298,7 @@ class RecordService:
             "updated_at": now,
             "last_activity_at": now,
             "version": 1,
+            "kp": keyword_partition(record_id),
             "deleted": False,
             "deleted_at": None,
             "deleted_by": None,
@@ -915,49 +919,40 @@ class RecordService:
             cursor=cursor,
             page_size=page_size,
             deleted=deleted,
+            choose_token=self._rarest_token,
         )
-        sort_spec = plan.sort.mongo() or None
-        if plan.push_limit:
-            rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1, skip=plan.offset))
-            page: list[Doc] = rows[: plan.page_size]
+        sort_spec = plan.sort.mongo()
+        page: list[Doc]
+        if plan.partitioned:
+            selected, more, _ = select_partitioned_page(
+                plan, lambda lo, hi: self.repo.find({**plan.pushed, "kp": {"$gte": lo, "$lt": hi}})
+            )
+            page = [dict(d) for d in selected]
+        elif plan.push_limit:
+            rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1))
+            page = rows[: plan.page_size]
             more = len(rows) > plan.page_size
-            consumed = len(page)
-        elif plan.sort.natural:
-            page, more, consumed = self._natural_page(plan)
         else:
             stream = self.repo.find(plan.find_filter(), sort=sort_spec, batch_size=STREAM_BATCH)
             try:
-                selected, more, consumed = select_page_counted(plan, stream)
+                selected, more = select_page(plan, stream)
                 page = [dict(d) for d in selected]
             finally:
                 _close(stream)
-        if plan.sort.natural:
-            next_cursor = encode_offset_cursor(plan.sort, plan.offset + consumed) if more else ""
-        else:
-            next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
+        next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
         total, capped = self._count(plan, count_mode)
         return ListPage(self.render(principal, form, page, ctx), next_cursor, total, capped, plan)
 
-    def _natural_page(self, plan: QueryPlan) -> tuple[list[Doc], bool, int]:
-        """A page in index order, read in bounded chunks: (rows, has_more, store rows consumed).
+    def _rarest_token(self, base: Doc, tokens: Sequence[str]) -> str:
+        """The keyword token with the fewest matches in one sample partition (kp 0).
 
-        Each chunk carries a limit, so the store stops after it; an open cursor
-        without a limit makes some stores (SecantusDB) evaluate every match first.
+        "华信恒通" has the tokens 华信, 信恒, 恒通; asking the store for the rarest
+        one means reading its few matches rather than every record with a common
+        bigram. Ties keep pick_token's preference (longer, then earlier).
         """
-        chunk = max(4 * (plan.page_size + 1), 200)
-        page: list[Doc] = []
-        consumed = 0
-        while True:
-            rows = list(self.repo.find(plan.find_filter(), limit=chunk, skip=plan.offset + consumed))
-            for i, doc in enumerate(rows):
-                if not plan.page_filter(doc):
-                    continue
-                if len(page) == plan.page_size:
-                    return page, True, consumed + i
-                page.append(dict(doc))
-            consumed += len(rows)
-            if len(rows) < chunk:
-                return page, False, consumed
+        preferred = sorted(tokens, key=lambda t: -len(t))[:KEYWORD_PROBES]
+        counts = {t: self.repo.count({**base, "kw": t, "kp": 0}, KEYWORD_PROBE_LIMIT) for t in preferred}
+        return min(preferred, key=lambda t: (counts[t], preferred.index(t)))
 
     def _count(self, plan: QueryPlan, mode: str) -> tuple[int, bool]:
         if mode == COUNT_NONE:

@@ -2,9 +2,11 @@
 
 SecantusDB uses an index only when one index covers every field of the
 predicate, so every query path has exactly one index: list/count paths are
-(tenant_id, form_id, deleted, X) for X in created_at, updated_at, kw, owner_id,
-department_id, dedupe and `data.<key>` of each indexed form field; updates with
-a version check use (_id, version); history pages use (tenant_id, record_id, at).
+(tenant_id, form_id, deleted, X) for X in created_at, updated_at, owner_id,
+department_id, dedupe and `data.<key>` of each indexed form field; keyword pages
+use (tenant_id, form_id, deleted, kw, kp), one token and a range of partitions;
+updates with a version check use (_id, version); history pages use
+(tenant_id, record_id, at).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from crm_runtime.events import OutboxRelay
 from record_service.domain.forms import FormSchema
 
 PREFIX = [("tenant_id", ASCENDING), ("form_id", ASCENDING), ("deleted", ASCENDING)]
-BASE_PATHS = ("created_at", "updated_at", "kw", "owner_id", "department_id", "dedupe")
+BASE_PATHS = ("created_at", "updated_at", "owner_id", "department_id", "dedupe")
+KEYWORD_INDEX = "list_kw_kp"
+LEGACY_INDEXES = ("list_kw",)  # (.., kw) before keyword partitions: replaced by KEYWORD_INDEX
 
 
 def index_name(path: str) -> str:
@@ -31,6 +35,11 @@ def ensure_base_indexes(records: Collection[Any], history: Collection[Any]) -> N
     """The indexes every deployment needs, whatever the forms."""
     for path in BASE_PATHS:
         records.create_index([*PREFIX, (path, ASCENDING)], name=index_name(path))
+    records.create_index([*PREFIX, ("kw", ASCENDING), ("kp", ASCENDING)], name=KEYWORD_INDEX)
+    existing = set(records.index_information())
+    for name in LEGACY_INDEXES:
+        if name in existing:
+            records.drop_index(name)
     records.create_index([("_id", ASCENDING), ("version", ASCENDING)], name="id_version")
     history.create_index(
         [("tenant_id", ASCENDING), ("record_id", ASCENDING), ("at", ASCENDING)], name="history_by_record"

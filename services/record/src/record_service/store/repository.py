@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import DESCENDING, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from crm_runtime import get_logger
 from record_service.domain.forms import FormSchema
+from record_service.domain.query import keyword_partition
 from record_service.domain.repository import StaleVersion, UniqueTaken
 from record_service.store.indexes import FormIndexes, ensure_base_indexes
 
+log = get_logger("record.store")
 T = TypeVar("T")
 Doc = dict[str, Any]
 IN_CHUNK = 200  # `$in` is quadratic on SecantusDB beyond a few hundred values
@@ -107,11 +110,38 @@ class MongoRecordRepository:
         self.history: Collection[Any] = db["history"]
         self.uniques: Collection[Any] = db["uniques"]
         self.counters: Collection[Any] = db["counters"]
+        self.meta: Collection[Any] = db["meta"]
         self._form_indexes = FormIndexes(self.records)
 
     def ensure_indexes(self) -> None:
-        """The base indexes (start-up)."""
+        """The base indexes and the one-off backfills (start-up)."""
         ensure_base_indexes(self.records, self.history)
+        backfilled = self.backfill_keyword_partitions()
+        if backfilled:
+            log.info("keyword_partitions_backfilled", records=backfilled)
+
+    def backfill_keyword_partitions(self) -> int:
+        """Give `kp` to records stored before keyword partitions existed; once per database.
+
+        A full scan, so it runs only until the `meta` marker says it finished;
+        idempotent when two replicas start together. Returns the records updated.
+        """
+        marker = "keyword_partitions"
+        if self.meta.find_one({"_id": marker}) is not None:
+            return 0
+        updated = 0
+        batch: list[UpdateOne] = []
+        # one pass over the collection; the updates go by _id, in chunks
+        for doc in self.records.find({}, {"_id": 1, "kp": 1}).batch_size(INSERT_CHUNK):
+            if "kp" not in doc:
+                batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"kp": keyword_partition(str(doc["_id"]))}}))
+            if len(batch) == INSERT_CHUNK:
+                updated += self.records.bulk_write(batch, ordered=False).modified_count
+                batch = []
+        if batch:
+            updated += self.records.bulk_write(batch, ordered=False).modified_count
+        self.meta.update_one({"_id": marker}, {"$set": {"done_at": datetime.now(UTC)}}, upsert=True)
+        return updated
 
     def ensure_form_indexes(self, form: FormSchema) -> None:
         """Indexes of the form's indexed fields."""
@@ -171,14 +201,11 @@ class MongoRecordRepository:
         limit: int = 0,
         batch_size: int = 0,
         projection: Doc | None = None,
-        skip: int = 0,
     ) -> Iterator[Doc]:
         """A cursor over an index-covered predicate (never hinted: hints are slow on SecantusDB)."""
         cursor = self.records.find(predicate, projection)
         if sort:
             cursor = cursor.sort(list(sort))
-        if skip:
-            cursor = cursor.skip(skip)
         if limit:
             cursor = cursor.limit(limit)
         if batch_size:
