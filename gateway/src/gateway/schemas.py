@@ -306,7 +306,13 @@ class ListQuery(Schema):
     cursor = String()
     page_size = Integer(validate=Range(1, 200))
     count = String(validate=OneOf(["capped", "exact", "none"]))
-    q = String(metadata={"description": "keyword"})
+    q = String(
+        metadata={
+            "description": "keyword: Chinese substrings and word prefixes of the searchable fields. Without "
+            "`sort`, matches come in the keyword order (stable across pages); `count=none` skips the count, "
+            "which costs time in proportion to the matches"
+        }
+    )
     deleted = Boolean(metadata={"description": "list the recycle bin"})
 
 
