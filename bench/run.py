@@ -383,6 +383,11 @@ def main() -> int:
         bench_list(api, client, form_id, tenant, args.reps)
         bench_keyword(api, form_id, args.reps)
         return 0
+    except Exception:
+        # the platform's logs go with its temporary directory: show them first
+        for name in platform.units:
+            print(f"--- {name} log (tail)\n{platform.logs(name)}", file=sys.stderr)
+        raise
     finally:
         platform.stop()
 

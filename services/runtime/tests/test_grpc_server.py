@@ -71,3 +71,24 @@ def test_errors_principal_health_and_side_port() -> None:
     finally:
         httpd.shutdown()
         bundle.server.stop(0)
+
+
+def test_a_long_call_survives_the_clients_keepalive_pings() -> None:
+    """A client pinging every second during an 8 s call: gRPC's default server policy answers
+    GOAWAY "too_many_pings" (UNAVAILABLE); ours accepts our own clients' pings."""
+    import time
+
+    def slow(request: bytes, context: Any) -> bytes:
+        time.sleep(8)
+        return b"done:" + request
+
+    handler = grpc.method_handlers_generic_handler("test.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)})
+    bundle = build_server(0, [lambda server: server.add_generic_rpc_handlers([handler])], [])
+    bundle.server.start()
+    try:
+        # every second, and not only twice without data: the ping rate a long bulk call meets
+        chan = channel(f"127.0.0.1:{bundle.port}", keepalive_ms=1000, extra=[("grpc.http2.max_pings_without_data", 0)])
+        assert chan.unary_unary("/test.Slow/Call")(b"x", timeout=30) == b"done:x"
+        chan.close()
+    finally:
+        bundle.server.stop(0)

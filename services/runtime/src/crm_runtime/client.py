@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from crm_runtime.grpc_server import MAX_MESSAGE_BYTES
+from crm_runtime.grpc_server import KEEPALIVE_MS, MAX_MESSAGE_BYTES
 
 
-def channel(target: str) -> grpc.Channel:
-    """An insecure channel with large message limits and keepalive."""
+def channel(target: str, *, keepalive_ms: int = KEEPALIVE_MS, extra: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    """An insecure channel with large message limits and keepalive (which our servers accept)."""
     return grpc.insecure_channel(
         target,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            *extra,
         ],
     )
 

@@ -51,6 +51,7 @@ _CODES = {
 }
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+KEEPALIVE_MS = 30_000  # clients' keepalive ping interval; servers accept it
 
 
 def status_for(error: DomainError) -> grpc.StatusCode:
@@ -161,6 +162,12 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Our clients ping every 30 s (crm_runtime.client). With gRPC's default
+            # policy (one ping per 5 minutes, 2 strikes) a call that runs long, such
+            # as a 10,000-record bulk create, was cut by GOAWAY "too_many_pings" and
+            # came back UNAVAILABLE. The callers are our own services: accept them.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 3),
+            ("grpc.http2.max_ping_strikes", 0),
         ],
     )
     for reg in register:
