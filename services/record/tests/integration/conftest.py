@@ -180,7 +180,8 @@ class EventQueue:
         self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url()))
         self.channel = self.conn.channel()
         self.channel.exchange_declare(exchange="record.events", exchange_type="topic", durable=True, auto_delete=False)
-        self.channel.queue_declare(queue=self.name, auto_delete=True)
+        # exclusive: gone with the connection (auto_delete needs a consumer; basic_get is not one)
+        self.channel.queue_declare(queue=self.name, exclusive=True)
         self.channel.queue_bind(queue=self.name, exchange="record.events", routing_key=key)
         self.seen: list[dict[str, Any]] = []
 

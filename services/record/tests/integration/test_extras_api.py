@@ -308,7 +308,8 @@ class MergedEvents:
         self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url()))
         self.channel = self.conn.channel()
         self.channel.exchange_declare(exchange="record.events", exchange_type="topic", durable=True, auto_delete=False)
-        self.channel.queue_declare(queue=self.queue, auto_delete=True)
+        # exclusive: gone with the connection (auto_delete needs a consumer; basic_get is not one)
+        self.channel.queue_declare(queue=self.queue, exclusive=True)
         self.channel.queue_bind(queue=self.queue, exchange="record.events", routing_key="record.merged")
         self.seen: list[dict[str, Any]] = []
 
