@@ -885,16 +885,21 @@ def plan_query(
     return plan
 
 
-def select_page(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool]:
-    """Take the page from rows streamed in sort order: (rows, has_more)."""
-    page: list[Doc] = []
+def _fill(plan: QueryPlan, rows: Iterable[Doc], page: list[Doc]) -> bool:
+    """Append the rows on this page to `page`; True once a row beyond a full page is seen."""
     for doc in rows:
         if not plan.page_filter(doc):
             continue
         if len(page) == plan.page_size:
-            return page, True
+            return True
         page.append(doc)
-    return page, False
+    return False
+
+
+def select_page(plan: QueryPlan, rows: Iterable[Doc]) -> tuple[list[Doc], bool]:
+    """Take the page from rows streamed in sort order: (rows, has_more)."""
+    page: list[Doc] = []
+    return page, _fill(plan, rows, page)
 
 
 def select_partitioned_page(
@@ -914,14 +919,9 @@ def select_partitioned_page(
     lo, width, reads, scanned = start, 1, 0, 0
     while lo < partitions:
         hi = min(partitions, lo + width)
-        rows = sorted(fetch(lo, hi), key=plan.sort.key)
         reads += 1
-        for doc in rows:
-            if not plan.page_filter(doc):
-                continue
-            if len(page) == plan.page_size:
-                return page, True, reads
-            page.append(doc)
+        if _fill(plan, sorted(fetch(lo, hi), key=plan.sort.key), page):
+            return page, True, reads
         scanned += hi - lo
         lo = hi
         need = plan.page_size + 1 - len(page)
