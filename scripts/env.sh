@@ -20,4 +20,6 @@ secret() {
   cat "$file"
 }
 export JWT_SECRET="${JWT_SECRET:-$(secret jwt-secret 'import secrets; print(secrets.token_urlsafe(48))')}"
+# signs principal tokens between the gateway and the services (docs/security.md)
+export CRM_INTERNAL_SECRET="${CRM_INTERNAL_SECRET:-$(secret internal-secret 'import secrets; print(secrets.token_urlsafe(48))')}"
 export FIELD_ENCRYPTION_KEY="${FIELD_ENCRYPTION_KEY:-$(secret field-key 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')}"

@@ -124,6 +124,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "CRM_DATA_DIR": str(data_dir),
         "CRM_ADMIN_PASSWORD": password,
         "JWT_SECRET": secrets.token_urlsafe(32),
+        "CRM_INTERNAL_SECRET": os.environ.get("CRM_INTERNAL_SECRET") or secrets.token_urlsafe(32),
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "TENANT_TZ": "Asia/Shanghai",
         "LOG_LEVEL": "WARNING",

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from crm.record.v1 import record_pb2
+from crm_runtime.principal import default_codec
 
 pytestmark = pytest.mark.integration
 
@@ -91,8 +92,10 @@ def test_manager_scope_is_the_department_subtree(
     assert principal.role == "manager" and principal.tenant_id == "default"
     assert principal.locale == "en"
     assert principal.user_name == "boss"
+    # what travels is a signed token; the scope comes back out of it
     metadata = dict(principal.to_metadata())
-    assert set(metadata["x-scope-departments"].split(",")) == expected
+    verified = default_codec().verify(metadata["x-crm-principal"])
+    assert verified is not None and set(verified.scope_departments) == expected
 
 
 def test_sales_has_no_scope_departments(client: Any, helpers: Any, admin_token: str) -> None:

@@ -14,6 +14,7 @@ from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm_runtime import Conflict, NotFound, Principal, current_principal
 from crm_runtime.client import channel, problem_from_error
 from crm_runtime.grpc_server import build_server, start_side_http
+from crm_runtime.principal import PrincipalCodec
 from crm_runtime.testing import free_port
 
 
@@ -52,8 +53,18 @@ def test_errors_principal_health_and_side_port() -> None:
             stub.GetForm(form_pb2.GetFormRequest(form_id="dup"), metadata=md)
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert problem_from_error(err.value)["existing_id"] == "x1"
-        with pytest.raises(grpc.RpcError) as err:  # no tenant in metadata
+        with pytest.raises(grpc.RpcError) as err:  # no principal token in metadata
             stub.GetForm(form_pb2.GetFormRequest(form_id="a"))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # a claimed tenant and role in plain metadata are not believed
+        claimed = [("x-tenant-id", "default"), ("x-role", "admin"), ("x-user-id", "u1")]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetForm(form_pb2.GetFormRequest(form_id="a"), metadata=claimed)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # a token signed with another secret is refused
+        forged = PrincipalCodec("another-secret-0123456789abcdef-0123456789").metadata(Principal(tenant_id="t9"))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetForm(form_pb2.GetFormRequest(form_id="a"), metadata=forged)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         health = health_pb2_grpc.HealthStub(ch)
@@ -88,7 +99,8 @@ def test_a_long_call_survives_the_clients_keepalive_pings() -> None:
     try:
         # every second, and not only twice without data: the ping rate a long bulk call meets
         chan = channel(f"127.0.0.1:{bundle.port}", keepalive_ms=1000, extra=[("grpc.http2.max_pings_without_data", 0)])
-        assert chan.unary_unary("/test.Slow/Call")(b"x", timeout=30) == b"done:x"
+        md = Principal(tenant_id="t1").to_metadata()
+        assert chan.unary_unary("/test.Slow/Call")(b"x", timeout=30, metadata=md) == b"done:x"
         chan.close()
     finally:
         bundle.server.stop(0)

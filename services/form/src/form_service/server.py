@@ -52,7 +52,7 @@ class FormServer:
         self.bundle.server.stop(grace).wait()
 
 
-def build_form_server(db: Database[Any], *, port: int, amqp_url: str, host: str = "0.0.0.0") -> FormServer:
+def build_form_server(db: Database[Any], *, port: int, amqp_url: str, host: str | None = None) -> FormServer:
     """Indexes ensured, engine over the Mongo repository, servicer registered, relay ready."""
     ensure_indexes()
     engine = FormEngine(MongoFormRepository(db))

@@ -74,7 +74,7 @@ def build_record_server(
     consumers: list[EventConsumer] | None = None,
     extras: Any = None,
     attachments: AttachmentLookup = no_attachments,
-    host: str = "0.0.0.0",
+    host: str | None = None,
 ) -> RecordServer:
     """Indexes ensured, service over the Mongo repository, servicer registered."""
     repo = MongoRecordRepository(db)

@@ -12,7 +12,7 @@ import pytest
 
 from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm_runtime.errors import NotFound
-from crm_runtime.principal import Principal
+from crm_runtime.principal import Principal, default_codec
 from record_service.domain.forms import FormSchema, StaticFormSource
 from record_service.extras.catalog import FormCatalogUnavailable, GrpcFormCatalog, SourceCatalog, references_to
 
@@ -80,7 +80,10 @@ def test_grpc_catalog_lists_published_forms_with_the_callers_metadata_and_caches
         forms = catalog.published_forms(principal)
         # unpublished drafts are skipped; a form the source no longer knows (unpublished since) is left out
         assert [f.key for f in forms] == ["customer", "contact"]
-        assert servicer.calls[0]["x-tenant-id"] == "t1" and servicer.calls[0]["x-user-id"] == "u-9"
+        # asked as the record service itself, for the caller, in a signed token
+        asked = default_codec().verify(servicer.calls[0]["x-crm-principal"])
+        assert asked is not None and asked.tenant_id == "t1" and asked.kind == "service"
+        assert asked.on_behalf == "u-9" and asked.user_id == "service:record"
         catalog.published_forms(principal)
         assert len(servicer.calls) == 1
         now[0] = 31.0

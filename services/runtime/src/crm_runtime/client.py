@@ -19,6 +19,7 @@ def channel(target: str, *, keepalive_ms: int = KEEPALIVE_MS, extra: Sequence[tu
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.max_metadata_size", 256 * 1024),
             *extra,
         ],
     )

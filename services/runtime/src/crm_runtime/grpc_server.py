@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from crm_runtime.errors import DomainError
 from crm_runtime.logging import get_logger
-from crm_runtime.principal import Principal, principal_context
+from crm_runtime.principal import PrincipalCodec, default_codec, principal_context
 
 log = get_logger("crm.grpc")
 
@@ -59,9 +59,19 @@ def status_for(error: DomainError) -> grpc.StatusCode:
     return _CODES.get(error.http_status, grpc.StatusCode.INTERNAL)
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _unauthenticated(context: grpc.ServicerContext, method: str) -> None:
+    from crm_runtime.errors import Unauthenticated
+
+    RPC_REQUESTS.labels(method, "UNAUTHENTICATED").inc()
+    problem = Unauthenticated("no valid principal token in call metadata").to_problem()
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, json.dumps(problem, ensure_ascii=False))
+
+
+def _wrap_unary(method: str, behavior: Callable[..., Any], codec: PrincipalCodec) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        principal = Principal.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        principal = codec.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        if principal is None:
+            _unauthenticated(context, method)
         start = time.perf_counter()
         code = "OK"
         try:
@@ -82,9 +92,11 @@ def _wrap_unary(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]
     return handler
 
 
-def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream(method: str, behavior: Callable[..., Any], codec: PrincipalCodec) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        principal = Principal.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        principal = codec.from_metadata(context.invocation_metadata())  # type: ignore[arg-type]
+        if principal is None:
+            _unauthenticated(context, method)
         code = "OK"
         try:
             with principal_context(principal):
@@ -99,7 +111,10 @@ def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any
 
 
 class _ContextInterceptor(grpc.ServerInterceptor):
-    """Principal context, error mapping and metrics around every unary/stream handler."""
+    """Principal verification, error mapping and metrics around every unary/stream handler."""
+
+    def __init__(self, codec: PrincipalCodec) -> None:
+        self._codec = codec
 
     def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
@@ -110,13 +125,13 @@ class _ContextInterceptor(grpc.ServerInterceptor):
             return handler
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
+                _wrap_unary(method, handler.unary_unary, self._codec),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
+                _wrap_stream(method, handler.unary_stream, self._codec),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -151,14 +166,20 @@ def build_server(
     register: Iterable[Callable[[grpc.Server], None]],
     service_names: Sequence[str],
     *,
+    codec: PrincipalCodec | None = None,
     checks: Sequence[Callable[[], bool]] = (),
     max_workers: int = 32,
-    host: str = "0.0.0.0",
+    host: str | None = None,
 ) -> ServerBundle:
-    """Build (not start) a gRPC server. `port=0` picks a free port (tests)."""
+    """Build (not start) a gRPC server. `port=0` picks a free port (tests).
+
+    Every call except health and reflection must carry a principal token that
+    `codec` verifies (default: CRM_INTERNAL_SECRET's). `host` defaults to loopback (one machine); a container
+    sets BIND_HOST=0.0.0.0 and relies on NetworkPolicies (see docs/security.md).
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[_ContextInterceptor()],
+        interceptors=[_ContextInterceptor(codec or default_codec())],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -168,6 +189,8 @@ def build_server(
             # came back UNAVAILABLE. The callers are our own services: accept them.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 3),
             ("grpc.http2.max_ping_strikes", 0),
+            # the principal token carries the compiled policy
+            ("grpc.max_metadata_size", 256 * 1024),
         ],
     )
     for reg in register:
@@ -175,7 +198,7 @@ def build_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"{host or bind_host()}:{port}")
     bundle = ServerBundle(server, health_servicer, bound, list(service_names), list(checks))
     for name in ["", *service_names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -215,8 +238,16 @@ class _SideHandler(BaseHTTPRequestHandler):
         return
 
 
-def start_side_http(bundle: Readiness, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def bind_host() -> str:
+    """Where internal ports listen: BIND_HOST, default loopback (containers set 0.0.0.0)."""
+    import os
+
+    return os.environ.get("BIND_HOST") or "127.0.0.1"
+
+
+def start_side_http(bundle: Readiness, port: int, host: str | None = None) -> ThreadingHTTPServer:
     """Serve `/healthz`, `/readyz`, `/metrics` for a gRPC unit in a thread."""
+    host = host or bind_host()
     handler = type("SideHandler", (_SideHandler,), {"bundle": bundle})
     httpd = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=httpd.serve_forever, name="side-http", daemon=True).start()

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
+TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef-0123"
+"""The principal-token secret of every test process (set as CRM_INTERNAL_SECRET by the root conftest)."""
+
 
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1."""

@@ -92,7 +92,9 @@ class GrpcFormCatalog:
             return hit[1]
         try:
             resp = self._stub.ListForms(
-                form_pb2.ListFormsRequest(), metadata=principal.to_metadata(), timeout=self._timeout
+                form_pb2.ListFormsRequest(),
+                metadata=Principal.service(principal.tenant_id, "record", on_behalf=principal.user_id).to_metadata(),
+                timeout=self._timeout,
             )
         except grpc.RpcError as exc:
             problem = problem_from_error(exc)

@@ -42,9 +42,14 @@ class GrpcFormSource:
 
     def get_published(self, tenant_id: str, form_id_or_key: str, version: int = 0) -> FormSchema:
         """See FormSource."""
-        principal = optional_principal()
-        if principal is None or principal.tenant_id != tenant_id:
-            principal = Principal(tenant_id=tenant_id, user_id="system", role="admin")
+        # the form service is asked as the record service itself, for the caller (if any)
+        caller = optional_principal()
+        principal = Principal.service(
+            tenant_id,
+            "record",
+            on_behalf=caller.user_id if caller is not None and caller.tenant_id == tenant_id else "",
+            locale=caller.locale if caller is not None else "zh-CN",
+        )
         try:
             resp = self._stub.GetPublishedForm(
                 form_pb2.GetPublishedFormRequest(form_id=form_id_or_key, version=version),
