@@ -15,7 +15,7 @@ help:
 	@echo "make run    start the whole platform (store, broker, services, gateway)"
 	@echo "make test   run unit, integration and end-to-end tests"
 	@echo "make lint   ruff format --check, ruff check, mypy"
-	@echo "make bench  benchmarks against the raw driver on the same store"
+	@echo "make bench  benchmarks against the raw driver on the same store (BENCH_ARGS=\"--only-access --records 100000\")"
 
 $(VENV)/.installed: requirements.txt services/*/pyproject.toml gateway/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ lint: deps
 	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service/domain services/record/src/record_service/domain
 
 bench: deps broker
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STORE_VENV) gen

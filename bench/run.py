@@ -12,6 +12,9 @@ and their ratio. Targets (issue #2):
 3. a filtered, sorted page of 50 from 100,000 records vs the same
    find().sort().limit(): p95 ratio <= 2
 4. Chinese keyword search over the same 100,000: p95 <= 300 ms (absolute)
+5. access control (issue #6): the same page of 50 as a user whose role has a
+   department scope, a condition and 3 hidden fields, vs as admin: p95 ratio
+   <= 1.3; and the cost of the per-request session check (session + user read)
 
 Usage: `make bench` (or `.venv/bin/python bench/run.py --records 100000`).
 """
@@ -97,17 +100,18 @@ def company(i: int, rnd: random.Random) -> str:
 class Api:
     """A logged-in REST client."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, *, username: str = "admin", password: str | None = None) -> None:
         self.base = platform.base_url + "/api/v1"
         self.session = requests.Session()
-        self._password = platform.admin_password
+        self._username = username
+        self._password = password or platform.admin_password
         self.headers: dict[str, str] = {}
         self.login()
 
     def login(self) -> None:
         """(Re-)login: the access token lives 15 minutes, a full run takes longer."""
         resp = self.session.post(
-            self.base + "/auth/login", json={"username": "admin", "password": self._password}, timeout=30
+            self.base + "/auth/login", json={"username": self._username, "password": self._password}, timeout=30
         )
         resp.raise_for_status()
         self.headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
@@ -345,12 +349,96 @@ def bench_keyword(api: Api, form_id: str, reps: int) -> None:
     print("   " + "; ".join(f"{k}: p95 {p95(v) * 1000:.0f} ms" for k, v in extra.items()))
 
 
+def bench_access(api: Api, platform: Platform, form_id: str, reps: int) -> None:
+    """5. a scoped, conditioned, field-restricted user's page vs the admin's; the session check's cost."""
+    me = api.get("/me")
+    dept = me.get("department_id") or ""
+    role = {
+        "key": "bench_region",
+        "name": "区域销售(bench)",
+        "permissions": {
+            "default": {
+                "actions": ["view", "create", "edit"],
+                "scope": "department",
+                "condition": {"field": "level", "op": "eq", "value": {"$user": "attr.level"}},
+                "fields": {"address": "hidden", "remark": "hidden", "tags": "hidden"},
+            }
+        },
+    }
+    api.post("/roles", role)
+    password = "Bench-" + str(ObjectId()) + "-x"
+    api.post(
+        "/users",
+        {
+            "username": "bench_region",
+            "name": "区域销售",
+            "password": password,
+            "department_id": dept,
+            "roles": ["bench_region"],
+            "attributes": {"level": "B"},
+        },
+    )
+    user = Api(platform, username="bench_region", password=password)
+    params = {"page_size": 50, "count": "none"}
+    for who in (api, user):  # warm both
+        for _ in range(3):
+            who.get(f"/forms/{form_id}/records", params)
+    admin_lat, user_lat = [], []
+    body: Any = {}
+    for _ in range(reps):
+        for who, lat in ((api, admin_lat), (user, user_lat)):
+            t0 = time.perf_counter()
+            body = who.get(f"/forms/{form_id}/records", params)
+            lat.append(time.perf_counter() - t0)
+    items = body.get("items") or []
+    assert all(i["data"].get("level") == "B" and "address" not in i["data"] for i in items), "scope not applied"
+    r = p95(user_lat) / p95(admin_lat)
+    line(
+        "5. page of 50, scoped user vs admin: p95",
+        f"{p95(user_lat) * 1000:.0f} ms",
+        f"{p95(admin_lat) * 1000:.0f} ms",
+        r,
+        "<=1.3",
+        r <= 1.3,
+    )
+    print(f"   (the 'raw' column here is the admin through the same API; {len(items)} rows on the scoped page)")
+    me_lat = []
+    for _ in range(max(reps, 50)):
+        t0 = time.perf_counter()
+        user.get("/me")
+        me_lat.append(time.perf_counter() - t0)
+    print(
+        f"   GET /me (session check + principal, no backend call): median {statistics.median(me_lat) * 1000:.1f} ms, p95 {p95(me_lat) * 1000:.1f} ms"
+    )
+    session_check_cost(platform)
+
+
+def session_check_cost(platform: Platform, n: int = 500) -> None:
+    """The per-request session check alone (session by _id, user by _id), timed against the platform's store."""
+    from pymongo import MongoClient as _Client
+
+    db = _Client(platform.env["MONGO_URL"])["crm_gateway"]
+    session = db["sessions"].find_one({"revoked_at": None})
+    assert session is not None
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s = db["sessions"].find_one({"_id": session["_id"]})
+        u = db["users"].find_one({"_id": session["user_id"]})
+        assert s is not None and u is not None
+        lat.append(time.perf_counter() - t0)
+    print(
+        f"   per-request session check (2 reads by _id on the store): median {statistics.median(lat) * 1000:.2f} ms, p95 {p95(lat) * 1000:.2f} ms"
+    )
+
+
 def main() -> int:
     """Run all four benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000, help="records for the list and search figures")
     parser.add_argument("--creates", type=int, default=1000, help="single creates for figure 1")
     parser.add_argument("--reps", type=int, default=30, help="repetitions of each query")
+    parser.add_argument("--only-access", action="store_true", help="figure 5 only, on --records customers")
     args = parser.parse_args()
     print("starting a private platform (store, services, relay, gateway)...", flush=True)
     platform = start_platform()
@@ -362,9 +450,12 @@ def main() -> int:
         me = api.get("/me")
         tenant = me.get("tenant_id") or me["tenant"]["id"]
         print(f"store: SecantusDB at {platform.env['MONGO_URL']}; CPU cores: 2 shared by store, services and load\n")
-        bench_create(api, client, form_id, args.creates)
-        bench_bulk(api, client, form_id, 10_000, 0)
-        remaining = args.records - 10_000 - args.creates
+        loaded = 0
+        if not args.only_access:
+            bench_create(api, client, form_id, args.creates)
+            bench_bulk(api, client, form_id, 10_000, 0)
+            loaded = 10_000 + args.creates
+        remaining = args.records - loaded
         if remaining > 0:
             print(f"loading {remaining:,} more customers through the bulk endpoint...", flush=True)
             t0 = time.perf_counter()
@@ -380,8 +471,10 @@ def main() -> int:
             print(f"   outbox: {pending:,} events pending after loading, published {drained:.0f} s later")
         total = client["crm_record"]["records"].count_documents({"tenant_id": tenant, "form_id": form_id})
         print(f"customers stored: {total:,}")
-        bench_list(api, client, form_id, tenant, args.reps)
-        bench_keyword(api, form_id, args.reps)
+        if not args.only_access:
+            bench_list(api, client, form_id, tenant, args.reps)
+            bench_keyword(api, form_id, args.reps)
+        bench_access(api, platform, form_id, args.reps)
         return 0
     except Exception:
         # the platform's logs go with its temporary directory: show them first
