@@ -24,8 +24,10 @@ from flask import Response, g, request
 from crm_runtime.logging import get_logger
 from gateway.clients import Services
 from gateway.context import Gateway
-from gateway.errors import register_error_handlers
+from gateway.errors import problem, register_error_handlers
+from gateway.i18n import t
 from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter, client_key
 from gateway.schemas import ProblemOut
 from gateway.settings import Settings
 from gateway.store import GatewayStore
@@ -90,14 +92,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.extensions["crm_gateway"] = Gateway.build(settings, store, services, metrics)
     register_error_handlers(app)
     limits = _route_limits(settings)
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     @app.before_request
-    def _start() -> None:
+    def _start() -> Response | None:
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         limit = limits.get(request.endpoint or "")
         if limit:
             request.max_content_length = limit
+        if request.path.startswith(API_PREFIX + "/"):
+            wait = limiter.check(client_key(request.headers.get("Authorization", ""), request.remote_addr or ""))
+            if wait:
+                return problem(429, "too_many_requests", t("too_many_requests"), headers={"Retry-After": str(wait)})
+        return None
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -106,6 +114,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         if started is not None:
             metrics.observe(request.method, rule, resp.status_code, time.perf_counter() - started)
         resp.headers["X-Request-Id"] = g.get("request_id", "")
+        resp.headers["X-Content-Type-Options"] = "nosniff"  # no response is ever content-sniffed
         return resp
 
     from gateway.routes import register_blueprints

@@ -18,7 +18,8 @@ class Settings:
     MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, GATEWAY_PORT (8080),
     GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
     CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL,
-    GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create).
+    GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create),
+    GATEWAY_RATE_LIMIT (100 requests/s per client and worker, 0 = off), GATEWAY_RATE_BURST (400).
     """
 
     jwt_secret: str
@@ -43,6 +44,9 @@ class Settings:
     grpc_timeout: float = 60.0
     # a 10,000-row bulk create writes records, history and outbox in one call
     bulk_grpc_timeout: float = 600.0
+    # requests a second per client (token or address) and burst, per worker; 0 turns it off
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 400
     # argon2 cost; tests lower it so twenty failed logins take milliseconds
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -67,5 +71,7 @@ class Settings:
             tenant_tz=env_str("TENANT_TZ", cls.tenant_tz),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             grpc_timeout=float(env_int("GATEWAY_GRPC_TIMEOUT", int(cls.grpc_timeout))),
+            rate_limit_per_second=float(env_int("GATEWAY_RATE_LIMIT", int(cls.rate_limit_per_second))),
+            rate_limit_burst=env_int("GATEWAY_RATE_BURST", cls.rate_limit_burst),
             bulk_grpc_timeout=float(env_int("GATEWAY_BULK_GRPC_TIMEOUT", int(cls.bulk_grpc_timeout))),
         )
