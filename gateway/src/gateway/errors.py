@@ -235,6 +235,13 @@ def register_error_handlers(app: APIFlask) -> None:
     def _rpc_error(error: grpc.RpcError) -> Response:
         return rpc_error_response(error, getattr(error, "gateway_service", ""))
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(_error: RecursionError) -> Response:
+        # JSON (a body or a parameter) nested past the parser's recursion limit:
+        # the input is unusable, not the server broken
+        log.warning("input_nested_too_deeply", path=request.path)
+        return problem(400, "bad_request", t("bad_request"))
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         from werkzeug.exceptions import HTTPException

@@ -8,11 +8,12 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response
 
+import crm_schema
 from crm.record.v1 import record_pb2
 from gateway.auth import auth as token_auth
 from gateway.context import gateway
 from gateway.errors import ApiError
-from gateway.i18n import t
+from gateway.i18n import current_locale, t
 from gateway.responses import dumps, json_response, parse
 from gateway.routes._proxy import record_call
 from gateway.schemas import (
@@ -79,16 +80,21 @@ def sort_json(sort: Any) -> str:
 
 
 def filter_json(value: Any) -> str:
-    """The filter tree as JSON text; a text parameter must parse."""
+    """The filter tree as JSON text; a text parameter must parse, and the tree must be within bounds."""
     if value is None or value == "":
         return ""
+    tree = value
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except ValueError:
+            tree = json.loads(value)
+        except (ValueError, RecursionError):
             raise _bad_param("filter") from None
-        return value
-    return dumps(value)
+    shape = crm_schema.filter_shape_problem(tree)
+    if shape is not None:
+        rule, params = shape
+        text = crm_schema.message(rule, current_locale(), **params)
+        raise ApiError(422, "validation_failed", text, errors=[{"field": "filter", "rule": rule, "message": text}])
+    return value if isinstance(value, str) else dumps(value)
 
 
 def _list(form: str, params: dict[str, Any]) -> Response:

@@ -12,6 +12,7 @@ from crm_schema.definitions import validate_definition, validate_form_fields
 from crm_schema.filters import filter_path, filter_value, operators_for
 from crm_schema.formula import FormulaError, evaluate_formula, formula_references
 from crm_schema.i18n import message
+from crm_schema.limits import filter_shape_problem
 from crm_schema.output import mask, to_output
 from crm_schema.registry import FIELD_TYPES, INPUT_TYPES, SYSTEM_FIELD_NAMES, FieldType, field_types_catalogue
 from crm_schema.search import query_tokens, search_text, search_tokens
@@ -34,6 +35,7 @@ __all__ = [
     "evaluate_formula",
     "field_types_catalogue",
     "filter_path",
+    "filter_shape_problem",
     "filter_value",
     "formula_references",
     "mask",

@@ -123,6 +123,22 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "zh-CN": "「{label}」最多只能上传 {max_files} 个文件",
         "en": "{label} takes at most {max_files} files",
     },
+    "filter_too_deep": {
+        "zh-CN": "筛选条件嵌套过深（最多 {max} 层）",
+        "en": "The filter is nested too deeply (at most {max} levels)",
+    },
+    "filter_too_wide": {
+        "zh-CN": "一组筛选条件最多包含 {max} 项",
+        "en": "A filter group may hold at most {max} conditions",
+    },
+    "filter_too_large": {
+        "zh-CN": "筛选条件总数不能超过 {max} 个",
+        "en": "A filter may hold at most {max} conditions in all",
+    },
+    "filter_too_many_values": {
+        "zh-CN": "一个筛选条件最多包含 {max} 个值",
+        "en": "A filter condition may list at most {max} values",
+    },
     "filter_operator": {
         "zh-CN": "「{label}」不支持筛选条件「{op}」",
         "en": "{label} cannot be filtered with {op}",
