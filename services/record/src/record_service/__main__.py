@@ -17,18 +17,20 @@ from record_service.forms.grpc_source import CachedFormSource, GrpcFormSource
 from record_service.forms.invalidation import form_cache_consumer
 from record_service.server import RelayHealth, build_record_server, build_relay, connect_store
 from record_service.settings import Settings
+from record_service.store.directory import MongoDirectory, directory_consumer
 
 log = get_logger("record.main")
 
 
 def serve() -> None:
-    """Connect, ensure indexes, start the form-cache consumer, serve gRPC until SIGTERM."""
+    """Connect, ensure indexes, start the form-cache and user-directory consumers, serve gRPC until SIGTERM."""
     settings = Settings.from_env()
     configure_logging("record", settings.log_level)
     cipher = FernetCipher(settings.require_encryption_key())
     db = connect_store(settings.mongo_url, settings.record_db)
     forms = CachedFormSource(GrpcFormSource(settings.form_grpc_addr))
     consumer = form_cache_consumer(settings.amqp_url, forms, db)
+    users = directory_consumer(settings.amqp_url, MongoDirectory(db), db)
     files = AttachmentStore(db)
     server = build_record_server(
         db,
@@ -36,7 +38,7 @@ def serve() -> None:
         forms=forms,
         cipher=cipher,
         tz=ZoneInfo(settings.tenant_tz),
-        consumers=[consumer],
+        consumers=[consumer, users],
         attachments=files.lookup,
     )
     # 360, duplicates, merge and attachments (record_service.extras)
@@ -44,7 +46,13 @@ def serve() -> None:
         server.service, db, catalog=GrpcFormCatalog(settings.form_grpc_addr, forms), attachments=files
     )
     consumer.start()
-    serve_forever(server.bundle, settings.http_port, on_stop=consumer.stop)
+    users.start()
+
+    def stop_consumers() -> None:
+        consumer.stop()
+        users.stop()
+
+    serve_forever(server.bundle, settings.http_port, on_stop=stop_consumers)
 
 
 def relay() -> None:

@@ -22,6 +22,7 @@ from record_service.domain.forms import FormSource
 from record_service.domain.repository import AttachmentLookup, Cipher, no_attachments
 from record_service.domain.service import RecordService
 from record_service.events import ENVELOPE_FIELD, EXCHANGE
+from record_service.store.directory import MongoDirectory
 from record_service.store.repository import MongoRecordRepository
 
 log = get_logger("record.server")
@@ -49,6 +50,7 @@ class RecordServer:
     repo: MongoRecordRepository
     servicer: RecordServicer
     consumers: list[EventConsumer] = field(default_factory=list)
+    directory: MongoDirectory | None = None
 
     def start(self) -> None:
         """Start the consumers and the gRPC server (tests; `serve` uses serve_forever)."""
@@ -76,13 +78,18 @@ def build_record_server(
     attachments: AttachmentLookup = no_attachments,
     host: str | None = None,
 ) -> RecordServer:
-    """Indexes ensured, service over the Mongo repository, servicer registered."""
+    """Indexes ensured, service over the Mongo repository and the user directory replica, servicer registered.
+
+    The directory's consumer of the gateway's user events is built by `serve`
+    (store/directory.py: directory_consumer) and passed in `consumers`.
+    """
     repo = MongoRecordRepository(db)
     repo.ensure_indexes()
-    service = RecordService(repo, forms, cipher, tz=tz, attachments=attachments)
+    directory = MongoDirectory(db)
+    service = RecordService(repo, forms, cipher, tz=tz, attachments=attachments, directory=directory)
     servicer = RecordServicer(service, extras)
     bundle = build_server(port, [servicer.register], [SERVICE_NAME], checks=[lambda: ping(db)], host=host)
-    return RecordServer(bundle, service, repo, servicer, list(consumers or []))
+    return RecordServer(bundle, service, repo, servicer, list(consumers or []), directory)
 
 
 def build_relay(db: Database[Any], amqp_url: str, *, poll_interval: float = 0.2) -> OutboxRelay:

@@ -19,12 +19,14 @@ from cryptography.fernet import Fernet
 from pymongo.database import Database
 
 from crm.record.v1 import record_pb2_grpc
+from crm_runtime.access import Policy
 from crm_runtime.client import channel, problem_from_error
 from crm_runtime.principal import Principal
 from crm_runtime.testing import StoreProcess, amqp_url, start_store
 from record_service.crypto import FernetCipher
 from record_service.domain.forms import FormSchema, StaticFormSource
 from record_service.server import RecordServer, build_record_server, connect_store
+from record_service.store.directory import MongoDirectory
 from services.record.tests.integration.support import Api
 
 DB_NAME = "crm_record_it"
@@ -132,12 +134,13 @@ def problem(exc: grpc.RpcError) -> dict[str, Any]:
 
 
 class Tenant:
-    """A fresh tenant with the test forms published, and callers per role."""
+    """A fresh tenant with the test forms published, callers per role, and users in the directory replica."""
 
-    def __init__(self, stub: Any, forms: StaticFormSource) -> None:
+    def __init__(self, stub: Any, forms: StaticFormSource, directory: MongoDirectory | None = None) -> None:
         self.id = "t-" + uuid.uuid4().hex[:12]
         self.stub = stub
         self.forms = forms
+        self.directory = directory
         self.customer = FormSchema(f"cu-{self.id}", "customer", self.id, 1, "customer_name", tuple(customer_fields()))
         self.contact = FormSchema(f"co-{self.id}", "contact", self.id, 1, "name", tuple(contact_fields()))
         forms.add(self.customer)
@@ -145,6 +148,11 @@ class Tenant:
 
     def publish(self, form: FormSchema) -> None:
         self.forms.add(form)
+
+    def user(self, user_id: str, dept: str = "d-1", *, active: bool = True) -> None:
+        """Put a user into the record service's directory replica (as a user.* event would)."""
+        assert self.directory is not None
+        self.directory.put(self.id, user_id, dept, active=active, name=user_id)
 
     def api(
         self,
@@ -154,7 +162,9 @@ class Tenant:
         scope: tuple[str, ...] = (),
         locale: str = "en",
         tenant: str | None = None,
+        policy: Policy | None = None,
     ) -> Api:
+        """A caller; `policy` (crm_runtime.access.compile_policy) replaces the built-in policy of `role`."""
         principal = Principal(
             tenant_id=tenant or self.id,
             user_id=user,
@@ -162,13 +172,14 @@ class Tenant:
             department_id=dept,
             scope_departments=scope,
             locale=locale,
+            policy_override=policy,
         )
         return Api(self.stub, principal)
 
 
 @pytest.fixture()
-def tenant(stub: Any, forms: StaticFormSource) -> Tenant:
-    return Tenant(stub, forms)
+def tenant(stub: Any, forms: StaticFormSource, record_server: RecordServer) -> Tenant:
+    return Tenant(stub, forms, record_server.directory)
 
 
 class EventQueue:

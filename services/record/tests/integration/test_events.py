@@ -33,6 +33,7 @@ def relay(db: Database[Any]) -> Iterator[Any]:
 
 def test_writes_publish_events_through_the_relay(tenant: Any, events: Any, relay: Any) -> None:
     api = tenant.api()
+    tenant.user("u-7")
     rec = api.create("customer", {"customer_name": "事件公司", "level": "A"})
     api.update(rec["id"], {"level": "B"}, 1, owner_id="u-7")
     api.call("DeleteRecord", record_id=rec["id"])

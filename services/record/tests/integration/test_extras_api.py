@@ -23,6 +23,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from crm.record.v1 import record_pb2, record_pb2_grpc
+from crm_runtime.access import RoleDefinition, compile_policy
 from crm_runtime.client import channel, problem_from_error
 from crm_runtime.principal import Principal
 from crm_runtime.testing import StoreProcess, amqp_url
@@ -177,20 +178,32 @@ class Caller(Api):
 class Crm:
     """A fresh tenant with the CRM forms published."""
 
-    def __init__(self, stub: Any, forms: ListingFormSource) -> None:
+    def __init__(self, stub: Any, forms: ListingFormSource, directory: Any) -> None:
         self.id = "tx-" + uuid.uuid4().hex[:12]
         self.stub = stub
         for key, (name, title, fields) in form_defs().items():
             forms.add(FormSchema(f"{key}-{self.id}", key, self.id, 1, title, tuple(fields), {"zh-CN": name, "en": key}))
+        # the owners the tests assign records to exist in the directory replica (department d-1)
+        for user in ("u-s1", "u-s2", "u-other"):
+            directory.put(self.id, user, "d-1", name=user)
 
-    def caller(self, role: str = "admin", user: str = "u-admin", locale: str = "en", tenant: str = "") -> Caller:
-        principal = Principal(tenant_id=tenant or self.id, user_id=user, role=role, department_id="d-1", locale=locale)
+    def caller(
+        self, role: str = "admin", user: str = "u-admin", locale: str = "en", tenant: str = "", policy: Any = None
+    ) -> Caller:
+        principal = Principal(
+            tenant_id=tenant or self.id,
+            user_id=user,
+            role=role,
+            department_id="d-1",
+            locale=locale,
+            policy_override=policy,
+        )
         return Caller(self.stub, principal)
 
 
 @pytest.fixture()
-def crm(xstub: Any, listing_forms: ListingFormSource) -> Crm:
-    return Crm(xstub, listing_forms)
+def crm(xstub: Any, listing_forms: ListingFormSource, extras_server: RecordServer) -> Crm:
+    return Crm(xstub, listing_forms, extras_server.directory)
 
 
 def fails(fn: Any, *args: Any, **kw: Any) -> tuple[grpc.StatusCode, dict[str, Any]]:
@@ -473,3 +486,96 @@ def test_record_attachment_fields_validate_ids_against_the_store(crm: Crm) -> No
     pdf = admin.upload("spec.pdf", "application/pdf", PDF)
     code, problem = fails(admin.create, "customer", {"customer_name": "错类型", "logo": [pdf["id"]]})
     assert problem["errors"][0]["rule"] == "file_type"
+
+
+# ---------------------------------------------------------------- access control in the extras
+
+
+def custom_policy(forms: dict[str, Any]) -> Any:
+    """A role that may do everything but assign on every form, with per-form field levels."""
+    rule = {"actions": ["view", "create", "edit", "delete"], "scope": "all"}
+    return compile_policy(
+        [RoleDefinition.parse("custom", {"default": rule, "forms": {k: {**rule, **v} for k, v in forms.items()}})]
+    )
+
+
+def test_360_duplicates_and_merge_leave_out_each_forms_hidden_fields(crm: Crm) -> None:
+    admin = crm.caller()
+    cust = admin.create("customer", {"customer_name": "隐私客户科技", "mobile": "13800138000"})
+    twin = admin.create("customer", {"customer_name": "隐私客户科技有限公司", "mobile": "13900139000"})
+    contact = admin.create("contact", {"name": "联系人甲", "customer": cust["id"]})
+    contract = admin.create("contract", {"name": "HT-9", "customer": cust["id"]})
+    admin.create("payment", {"name": "首付", "contract": contract["id"], "amount": "500"})
+    admin.update(cust["id"], {"mobile": "13900139000"}, 1)
+    viewer = crm.caller(
+        role="sales",
+        user="u-v",
+        policy=custom_policy(
+            {"customer": {"fields": {"mobile": "hidden"}}, "payment": {"fields": {"amount": "hidden"}}}
+        ),
+    )
+
+    view = viewer.view(cust["id"])
+    text = json.dumps(view, ensure_ascii=False)
+    assert "1380013" not in text and "1390013" not in text and "500.00" not in text
+    assert "mobile" not in view["record"]["data"]
+    assert [r["data"]["name"] for r in group(view, "contact", "customer")["items"]] == ["联系人甲"]
+    payments = group(view, "payment", "contract.customer")["items"]
+    assert len(payments) == 1 and "amount" not in payments[0]["data"] and payments[0]["data"]["name"] == "首付"
+    update = next(e for e in view["timeline"] if e["record_id"] == cust["id"] and e["action"] == "updated")
+    assert update["changes"] == []
+    admin_view = admin.view(cust["id"])
+    assert group(admin_view, "payment", "contract.customer")["items"][0]["data"]["amount"] == "500.00"
+    assert contact["id"] in {r["id"] for r in group(admin_view, "contact", "customer")["items"]}
+
+    found = viewer.duplicates(record_id=twin["id"])
+    assert [x["record"]["id"] for x in found] == [cust["id"]]
+    assert [m["field"] for m in found[0]["matched"]] == ["customer_name"] and "mobile" not in found[0]["record"]["data"]
+    assert {m["field"] for m in admin.duplicates(record_id=twin["id"])[0]["matched"]} == {"customer_name", "mobile"}
+
+    code, problem = fails(viewer.merge, cust["id"], twin["id"], {"mobile": "loser"})
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and problem["errors"][0]["rule"] == "unknown_field"
+    merged = viewer.merge(cust["id"], twin["id"])
+    assert merged["id"] == cust["id"] and "mobile" not in merged["data"]
+    assert admin.get(cust["id"])["data"]["mobile"] == "13900139000"
+
+
+def test_merge_needs_edit_and_delete_and_a_merged_record_cannot_be_restored(crm: Crm) -> None:
+    sales = crm.caller(role="sales", user="u-s1")
+    a = sales.create("customer", {"customer_name": "合并甲"})
+    b = sales.create("customer", {"customer_name": "合并乙"})
+    code, problem = fails(sales.merge, a["id"], b["id"])
+    assert code == grpc.StatusCode.PERMISSION_DENIED and problem["action"] == "delete"
+    admin = crm.caller()
+    admin.merge(a["id"], b["id"])
+    code, problem = fails(admin.call, "RestoreRecord", record_id=b["id"])
+    assert code == grpc.StatusCode.ALREADY_EXISTS and problem["reason"] == "merged_away"
+    assert problem["merged_into"] == a["id"] and a["id"] in problem["detail"]
+    assert fails(admin.get, b["id"])[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_downloads_need_a_visible_record_holding_the_file_or_the_uploader(crm: Crm) -> None:
+    s1 = crm.caller(role="sales", user="u-s1")
+    s2 = crm.caller(role="sales", user="u-s2")
+    admin = crm.caller()
+    loose = s1.upload("mine.png", "image/png", PNG)
+    assert s1.download(loose["id"])[1] == PNG
+    for caller in (s2, admin):
+        assert fails(caller.download, loose["id"])[0] == grpc.StatusCode.NOT_FOUND
+    # someone else's unattached file cannot be attached (and so fetched) either
+    code, problem = fails(s2.create, "customer", {"customer_name": "偷图", "logo": [loose["id"]]})
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and problem["errors"][0]["rule"] == "attachment_not_found"
+    rec = s1.create("customer", {"customer_name": "附件客户", "logo": [loose["id"]]})
+    assert s1.download(loose["id"])[1] == PNG and admin.download(loose["id"])[1] == PNG
+    assert fails(s2.download, loose["id"])[0] == grpc.StatusCode.NOT_FOUND
+    s1.call(
+        "ShareRecord",
+        record_id=rec["id"],
+        target_kind=record_pb2.SHARE_TARGET_KIND_USER,
+        target_id="u-s2",
+        access=record_pb2.SHARE_ACCESS_READ,
+    )
+    assert s2.download(loose["id"])[1] == PNG
+    no_logo = crm.caller(role="sales", user="u-v", policy=custom_policy({"customer": {"fields": {"logo": "hidden"}}}))
+    assert "logo" not in no_logo.get(rec["id"])["data"]
+    assert fails(no_logo.download, loose["id"])[0] == grpc.StatusCode.NOT_FOUND

@@ -117,6 +117,7 @@ def test_history_who_what_old_new_and_owner_change(tenant: Any) -> None:
     api = tenant.api()
     rec = api.create("customer", {"customer_name": "历史公司", "level": "A"})
     other = tenant.api(user="u-2")
+    tenant.user("u-9")
     other.update(rec["id"], {"level": "C", "remark": "备注"}, 1)
     other.update(rec["id"], {}, 2, owner_id="u-9")
     entries, cursor = api.history(rec["id"])

@@ -25,7 +25,6 @@ from record_service.domain.query import (
     select_page,
     select_partitioned_page,
 )
-from record_service.domain.scope import DataScope
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Wednesday 2024-05-15 01:30 in Shanghai (= Tuesday 17:30 UTC)
@@ -68,11 +67,31 @@ def bigrams(text: str) -> list[str]:
     return [text[i : i + 2] for i in range(len(text) - 1)] or [text]
 
 
-ADMIN = DataScope(None)
+@dataclass
+class Acl:
+    """Fake AccessFilter: records whose acl meets `tokens`, plus an optional exact-only rule on `level`."""
+
+    tokens: tuple[str, ...] | None
+    level: str | None = None
+
+    @property
+    def pushdown(self) -> tuple[str, ...] | None:
+        return self.tokens
+
+    @property
+    def exact(self) -> bool:
+        return self.level is None
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        in_acl = self.tokens is None or bool(set(doc.get("acl") or ()) & set(self.tokens))
+        return in_acl and (self.level is None or (doc.get("data") or {}).get("level") == self.level)
+
+    def paths(self) -> set[str]:
+        return {"acl", "data.level"}
 
 
 def plan(**kw: Any) -> Any:
-    args: dict[str, Any] = {"ctx": Ctx(), "coerce": identity, "tokenize": bigrams, "scope": ADMIN}
+    args: dict[str, Any] = {"ctx": Ctx(), "coerce": identity, "tokenize": bigrams}
     args.update(kw)
     return plan_query(FORM, "t1", **args)
 
@@ -126,20 +145,62 @@ def test_keyword_pushes_one_token_then_scope_then_sort_range() -> None:
     assert p.pushed["kw"] == "华信" and p.pushed_kind == "keyword"
     kinds = {type(c).__name__ for c in p.residual}
     assert kinds == {"KeywordTokens", "KeywordText"}
-    sales = DataScope("owner_id", ("u1",))
-    p = plan(scope=sales, tree={"field": "created_at", "op": "gte", "value": "2024-01-01"})
-    assert p.pushed_kind == "scope" and p.pushed["owner_id"] == "u1"
+    sales = Acl(("u:u1",))
+    p = plan(access=sales, tree={"field": "created_at", "op": "gte", "value": "2024-01-01"})
+    assert p.pushed_kind == "access" and p.pushed["acl"] == "u:u1"
+    assert sales not in p.residual  # the tokens are the whole rule
     p = plan(tree={"field": "created_at", "op": "gte", "value": "2024-01-01T00:00:00Z"})
     assert p.pushed_kind == "field:created_at"
     assert p.pushed["created_at"] == {"$gte": datetime(2024, 1, 1, tzinfo=UTC)}
 
 
-def test_keyword_beats_scope_and_scope_goes_residual() -> None:
-    p = plan(keyword="华信", scope=DataScope("department_id", ("d1", "d2")))
-    assert p.pushed_kind == "keyword"
-    assert any(type(c).__name__ == "ScopeCondition" for c in p.residual)
-    p = plan(scope=DataScope("department_id", ("d1", "d2")))
-    assert p.pushed["department_id"] == {"$in": ["d1", "d2"]}
+def test_keyword_beats_access_and_access_goes_residual() -> None:
+    manager = Acl(("d:d1", "d:d2", "u:m"))
+    p = plan(keyword="华信", access=manager)
+    assert p.pushed_kind == "keyword" and manager in p.residual
+    p = plan(access=manager)
+    assert p.pushed["acl"] == {"$in": ["d:d1", "d:d2", "u:m"]} and p.push_limit
+
+
+def test_access_with_a_condition_is_pushed_and_checked_exactly_on_rows() -> None:
+    conditional = Acl(("u:u1",), level="A")
+    p = plan(access=conditional)
+    assert p.pushed_kind == "access" and conditional in p.residual and not p.push_limit
+    rows = [
+        {"_id": "1", "acl": ["u:u1"], "data": {"level": "A"}},
+        {"_id": "2", "acl": ["u:u1"], "data": {"level": "B"}},
+        {"_id": "3", "acl": ["u:u2"], "data": {"level": "A"}},
+    ]
+    assert [r["_id"] for r in rows if p.matches(r)] == ["1"]
+    assert {"acl", "data.level"} <= set(p.residual_projection())
+    # an `all` scope with a condition has no pushdown: nothing on acl, the rule stays residual
+    anywhere = Acl(None, level="A")
+    p = plan(access=anywhere)
+    assert "acl" not in p.pushed and anywhere in p.residual
+
+
+def test_hidden_fields_cannot_be_filtered_or_sorted_like_unknown_ones() -> None:
+    hidden = frozenset({"amount"})
+    with pytest.raises(ValidationFailed) as exc:
+        plan(tree={"field": "amount", "op": "gt", "value": 1}, hidden=hidden)
+    assert exc.value.errors[0].rule == "unknown_field"
+    with pytest.raises(ValidationFailed) as unknown:
+        plan(tree={"field": "nope", "op": "gt", "value": 1})
+    mine, theirs = exc.value.errors[0], unknown.value.errors[0]
+    assert (mine.field, mine.rule) == (theirs.field, theirs.rule)
+    assert mine.message == theirs.message.replace("nope", "amount")
+    with pytest.raises(ValidationFailed) as exc:
+        plan(sort=[{"field": "amount", "direction": "asc"}], hidden=hidden)
+    assert exc.value.errors[0].rule == "not_sortable"
+    assert plan(sort=[{"field": "amount", "direction": "asc"}]).sort.path == "data.amount"
+
+
+def test_keyword_text_can_be_recomputed_from_visible_fields() -> None:
+    p = plan(keyword="秘密", keyword_text=lambda d: str((d.get("data") or {}).get("name") or ""))
+    text = next(c for c in p.residual if type(c).__name__ == "KeywordText")
+    assert text.paths() == {"data"}
+    assert text.matches({"data": {"name": "秘密公司"}, "search": ""})
+    assert not text.matches({"data": {"name": "公开"}, "search": "秘密"})
 
 
 def test_large_in_lists_stay_residual() -> None:

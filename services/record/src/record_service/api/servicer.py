@@ -1,7 +1,8 @@
 """RecordServicer: the RecordService RPCs, mapping JSON text to RecordService calls and back.
 
 Domain errors pass through untouched: crm_runtime's server interceptor turns
-them into gRPC status codes with a JSON problem. The 360° view, duplicates,
+them into gRPC status codes with a JSON problem. Sharing and ExplainAccess are
+RecordService use cases too. The 360° view, duplicates,
 merge and attachments come from an optional `extras` object: when given, its
 methods of the same names serve those RPCs (called as `extras.GetRecord360(request,
 context)`), otherwise they answer UNIMPLEMENTED.
@@ -20,6 +21,11 @@ from record_service.domain.service import COUNT_CAPPED, COUNT_EXACT, COUNT_NONE,
 
 SERVICE_NAME = record_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name
 EXTRA_RPCS = ("GetRecord360", "FindDuplicates", "MergeRecords", "UploadAttachment", "DownloadAttachment")
+_SHARE_KINDS = {
+    record_pb2.SHARE_TARGET_KIND_USER: "user",
+    record_pb2.SHARE_TARGET_KIND_DEPARTMENT: "department",
+}
+_SHARE_ACCESS = {record_pb2.SHARE_ACCESS_READ: "read", record_pb2.SHARE_ACCESS_EDIT: "edit"}
 _COUNT_MODES = {
     record_pb2.COUNT_MODE_UNSPECIFIED: COUNT_CAPPED,
     record_pb2.COUNT_MODE_CAPPED: COUNT_CAPPED,
@@ -102,6 +108,30 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
             current_principal(), request.record_id, request.cursor, request.page_size
         )
         return record_pb2.GetRecordHistoryResponse(entries_json=[dumps(e) for e in entries], next_cursor=cursor)
+
+    def ShareRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Share a record with a user or a department, read or edit (default read)."""
+        p = current_principal()
+        kind = _SHARE_KINDS.get(request.target_kind, "")
+        level = _SHARE_ACCESS.get(request.access, "read")
+        record = self.service.share(p, request.record_id, kind, request.target_id, level)
+        return record_pb2.ShareRecordResponse(record_json=dumps(record))
+
+    def UnshareRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Remove a share."""
+        p = current_principal()
+        kind = _SHARE_KINDS.get(request.target_kind, "")
+        record = self.service.unshare(p, request.record_id, kind, request.target_id)
+        return record_pb2.UnshareRecordResponse(record_json=dumps(record))
+
+    def ExplainAccess(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """May the caller do `action` on the form (or the record), and why."""
+        p = current_principal()
+        # neither form_id nor record_id: 422 naming form_id (RecordService.form)
+        explanation = self.service.explain_access(p, request.form_id, request.record_id, request.action)
+        return record_pb2.ExplainAccessResponse(
+            allowed=bool(explanation["allowed"]), explanation_json=dumps(explanation)
+        )
 
     def _extra(self, name: str, request: Any, context: Any) -> Any:
         handler = getattr(self.extras, name, None) if self.extras is not None else None

@@ -3,10 +3,12 @@
     crm_runtime.DomainError
     ├── ValidationFailed(FieldError...)  422  bad data, filter, sort, cursor, version missing
     ├── NotFound                         404  no such record/form for this tenant *and scope*
-    └── Conflict                         409  stale version, unique value taken
+    ├── Forbidden                        403  a visible record (or a form) the caller may not act on
+    └── Conflict                         409  stale version, unique value taken, merged record restored
 
 Records outside the caller's tenant or data scope are reported as NotFound,
-never Forbidden, so that their existence does not leak.
+never Forbidden, so that their existence does not leak; Forbidden names the
+action refused on something the caller can see (domain/access.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,28 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
     "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
     "not_deleted": {"zh-CN": "记录未被删除", "en": "The record is not deleted"},
+    "unique_conflict_hidden": {
+        "zh-CN": "{label}“{value}”已存在",
+        "en": "{label} '{value}' already exists",
+    },
+    "owner_invalid": {
+        "zh-CN": "负责人 {owner} 不存在或已停用",
+        "en": "The owner {owner} does not exist or is inactive",
+    },
+    "merged_away": {
+        "zh-CN": "记录已合并到 {winner}，不能恢复",
+        "en": "The record was merged into {winner} and cannot be restored",
+    },
+    "share_target_invalid": {
+        "zh-CN": "共享对象 {target} 不存在或已停用",
+        "en": "The share target {target} does not exist or is inactive",
+    },
+    "share_kind_invalid": {
+        "zh-CN": "共享对象类型应为用户或部门",
+        "en": "The share target must be a user or a department",
+    },
+    "share_access_invalid": {"zh-CN": "共享权限应为只读或编辑", "en": "The share access must be read or edit"},
+    "unknown_action": {"zh-CN": "未知操作：{action}", "en": "Unknown action: {action}"},
 }
 
 
@@ -74,11 +98,26 @@ def version_conflict(record_id: str, current: int, expected: int, locale: str = 
     )
 
 
+def merged_away(record_id: str, winner_id: str, locale: str = "zh-CN") -> Conflict:
+    """409 for restoring a record that a merge folded into another one."""
+    return Conflict(
+        message("merged_away", locale, winner=winner_id),
+        reason="merged_away",
+        record_id=record_id,
+        merged_into=winner_id,
+    )
+
+
 def unique_conflict(
     field: str, label: str, value: Any, existing_id: str, display: str, locale: str = "zh-CN", row: int | None = None
 ) -> Conflict:
-    """409 naming the field and the existing record that holds the value."""
+    """409 naming the field and, when the caller may see it (`existing_id` given), the record holding the value."""
     name = f"rows[{row}].{field}" if row is not None else field
+    if not existing_id:
+        text = message("unique_conflict_hidden", locale, label=label, value=value)
+        return Conflict(
+            text, reason="unique_conflict", field=name, errors=[{"field": name, "rule": "unique", "message": text}]
+        )
     text = message("unique_conflict", locale, label=label, value=value, display=display or existing_id)
     return Conflict(
         text,

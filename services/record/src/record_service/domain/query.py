@@ -6,13 +6,15 @@ predicate, and sorts in memory. So a list query is split in two:
 * the *pushed* predicate: `{tenant_id, form_id, deleted}` plus at most one
   top-level-AND condition whose field has an index `(tenant_id, form_id,
   deleted, <field>)`, so one index covers it exactly;
-* the *residual*: every other condition (other leaves, or-trees, the data
-  scope, extra keyword tokens, the keyword substring check), evaluated in
-  Python on the streamed rows.
+* the *residual*: every other condition (other leaves, or-trees, the
+  caller's exact access rule, extra keyword tokens, the keyword substring
+  check), evaluated in Python on the streamed rows.
 
 Which condition is pushed, best first: eq/in on a unique/relation/select/stage
 field; eq/in on another indexed field (or owner/department); one keyword token
-on `kw`; the data scope; a range on the sort field; a range on another indexed
+on `kw`; the caller's access as `acl $in [tokens]` (crm_runtime.access
+Visibility.pushdown; the exact rule, with role conditions, stays residual
+unless the tokens are the whole rule); a range on the sort field; a range on another indexed
 field. With an empty residual the store applies sort+limit; otherwise rows are
 streamed in sort order and filtered until a page is full.
 
@@ -45,7 +47,6 @@ from typing import Any, Protocol
 from crm_runtime.errors import FieldError, ValidationFailed
 from record_service.domain.errors import invalid
 from record_service.domain.forms import SELECTIVE_TYPES, SORTABLE_TYPES, FormSchema
-from record_service.domain.scope import DataScope
 
 OPERATORS = frozenset(
     {
@@ -313,32 +314,31 @@ class Group:
 Node = Leaf | Group
 
 
-@dataclass(frozen=True)
-class ScopeCondition:
-    """The principal's data scope as a condition (owner_id = me, or department_id in mine)."""
+class AccessFilter(Protocol):
+    """The caller's record-level access as the planner sees it (domain/access.py's FormAccess).
 
-    scope: DataScope
-
-    def matches(self, doc: Doc) -> bool:
-        """True inside the scope."""
-        return self.scope.allows(doc)
-
-    def paths(self) -> set[str]:
-        """Stored paths read."""
-        return {self.scope.field} if self.scope.field else set()
-
-    def to_mongo(self) -> dict[str, Any]:
-        """The scope as an index-covered predicate."""
-        assert self.scope.field is not None
-        values = list(self.scope.values)
-        if len(values) == 1:
-            return {self.scope.field: values[0]}
-        return {self.scope.field: {"$in": values}}
+    `pushdown`: acl tokens a record must share one of (a superset of the rule,
+    one multikey index), None when no acl predicate can be pushed; `exact`: the
+    pushdown alone is the rule, so no row check is needed once it is pushed.
+    """
 
     @property
-    def pushable(self) -> bool:
-        """True when it fits one `$in`."""
-        return self.scope.field is not None and 0 < len(self.scope.values) <= MAX_IN_VALUES
+    def pushdown(self) -> tuple[str, ...] | None:
+        """Superset acl tokens, or None."""
+        ...
+
+    @property
+    def exact(self) -> bool:
+        """True when `acl $in pushdown` is the whole rule."""
+        ...
+
+    def matches(self, doc: Doc) -> bool:
+        """The exact rule on a stored record."""
+        ...
+
+    def paths(self) -> set[str]:
+        """Stored paths the exact rule reads."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -360,18 +360,24 @@ class KeywordTokens:
 
 @dataclass(frozen=True)
 class KeywordText:
-    """Each whitespace-separated part of the keyword is a substring of the record's search text."""
+    """Each whitespace-separated part of the keyword is a substring of the record's search text.
+
+    `text_of` recomputes the searched text from the record (the caller's
+    visible fields only, when some searched field is hidden from them); by
+    default the stored `search` text is used.
+    """
 
     parts: tuple[str, ...]
+    text_of: Callable[[Doc], str] | None = None
 
     def matches(self, doc: Doc) -> bool:
         """Case-insensitive substring check."""
-        text = str(doc.get("search") or "")
+        text = self.text_of(doc) if self.text_of is not None else str(doc.get("search") or "")
         return all(p in text for p in self.parts)
 
     def paths(self) -> set[str]:
         """Stored paths read."""
-        return {"search"}
+        return {"data"} if self.text_of is not None else {"search"}
 
 
 class Condition(Protocol):
@@ -442,6 +448,7 @@ class _Parser:
     ctx: QueryContext
     coerce: Coerce
     subpath: Callable[[dict[str, Any]], str]
+    hidden: frozenset[str] = frozenset()
 
     def node(self, raw: Any, where: str) -> Node:
         loc = self.ctx.locale
@@ -489,7 +496,7 @@ class _Parser:
 
     def _data_leaf(self, key: str, op: str, value: Any, where: str) -> Leaf:
         loc = self.ctx.locale
-        definition = self.form.field(key)
+        definition = self.form.field(key) if key not in self.hidden else None
         if definition is None or definition.get("type") in UNFILTERABLE_TYPES:
             raise _fail(f"{where}.field", "unknown_field", loc, field=key)
         ftype = str(definition.get("type"))
@@ -562,14 +569,16 @@ def parse_filter(
     ctx: QueryContext,
     coerce: Coerce,
     subpath: Callable[[dict[str, Any]], str] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Node | None:
     """Parse and coerce a filter tree (None or {} means no filter); 422 on unknown fields/operators.
 
     `subpath(field)` names the part of a stored value a filter compares ("" or e.g. ".province").
+    Fields in `hidden` (hidden from the caller) are refused exactly like unknown fields.
     """
     if tree is None or tree == {}:
         return None
-    return _Parser(form, ctx, coerce, subpath or (lambda _f: "")).node(tree, "filter")
+    return _Parser(form, ctx, coerce, subpath or (lambda _f: ""), hidden).node(tree, "filter")
 
 
 # ---------------------------------------------------------------- sort and cursor
@@ -608,10 +617,13 @@ def keyword_partition(record_id: str) -> int:
     return zlib.crc32(record_id.encode("utf-8")) % KEYWORD_PARTITIONS
 
 
-def parse_sort(raw: Any, form: FormSchema, locale: str = "zh-CN", keyword: str = "") -> SortSpec:
+def parse_sort(
+    raw: Any, form: FormSchema, locale: str = "zh-CN", keyword: str = "", hidden: frozenset[str] = frozenset()
+) -> SortSpec:
     """`[{"field", "direction"}]` (or one object, or "-field"); the first entry counts.
 
     Default created_at desc; with a keyword and no sort, the keyword order (kp, _id).
+    A field in `hidden` is refused like an unknown one.
     """
     if raw is None or raw == [] or raw == "":
         return NATURAL if keyword.strip() else SortSpec()
@@ -629,7 +641,7 @@ def parse_sort(raw: Any, form: FormSchema, locale: str = "zh-CN", keyword: str =
     sign = -1 if direction == "desc" else 1
     if name in SYSTEM_TIME_FIELDS:
         return SortSpec(name, name, sign)
-    definition = form.field(name)
+    definition = form.field(name) if name not in hidden else None
     if definition is None or name not in form.indexed_keys or definition.get("type") not in SORTABLE_TYPES:
         raise invalid("sort[0].field", "not_sortable", locale, field=name)
     return SortSpec(name, f"data.{name}", sign)
@@ -804,7 +816,9 @@ def plan_query(
     ctx: QueryContext,
     coerce: Coerce,
     tokenize: Callable[[str], list[str]],
-    scope: DataScope,
+    access: AccessFilter | None = None,
+    hidden: frozenset[str] = frozenset(),
+    keyword_text: Callable[[Doc], str] | None = None,
     subpath: Callable[[dict[str, Any]], str] | None = None,
     tree: Any = None,
     sort: Any = None,
@@ -818,13 +832,16 @@ def plan_query(
 
     `choose_token(base predicate, tokens)` picks the keyword token the store is
     asked for (the service samples the store); without it, pick_token's guess.
+    `access` is the caller's record-level access (None: every record of the
+    tenant); `hidden` the fields they may not filter or sort on; `keyword_text`
+    the record text the keyword must be part of (default: the stored `search`).
     """
     loc = ctx.locale
     size = page_size or DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise invalid("page_size", "invalid_page_size", loc, max=MAX_PAGE_SIZE)
-    spec = parse_sort(sort, form, loc, keyword or "")
-    root = parse_filter(tree, form, ctx, coerce, subpath)
+    spec = parse_sort(sort, form, loc, keyword or "", hidden)
+    root = parse_filter(tree, form, ctx, coerce, subpath, hidden)
     leaves, rest = _top_level(root)
 
     # candidates: (rank, order, pushed predicate, kind, the condition it replaces)
@@ -840,9 +857,10 @@ def plan_query(
         kw_tokens = tuple(dict.fromkeys(tokenize(keyword)))
         if kw_tokens:
             candidates.append((2, 0, {}, "keyword", None))  # the token is chosen only if the keyword wins
-    scope_cond = ScopeCondition(scope) if not scope.unrestricted else None
-    if scope_cond is not None and scope_cond.pushable:
-        candidates.append((3, 0, scope_cond.to_mongo(), "scope", scope_cond))
+    pushdown = access.pushdown if access is not None else None
+    if access is not None and pushdown and len(pushdown) <= MAX_IN_VALUES:
+        acl_predicate = {"acl": pushdown[0] if len(pushdown) == 1 else {"$in": list(pushdown)}}
+        candidates.append((3, 0, acl_predicate, "access", access))
 
     pushed: dict[str, Any] = {"tenant_id": tenant_id, "form_id": form.id, "deleted": bool(deleted)}
     chosen: Any = None
@@ -860,14 +878,14 @@ def plan_query(
 
     residual += [leaf for leaf in leaves if leaf is not chosen]
     residual += rest
-    if scope_cond is not None and chosen is not scope_cond:
-        residual.append(scope_cond)
+    if access is not None and not (chosen is access and access.exact):
+        residual.append(access)
     if kw_tokens:
         remaining = tuple(t for t in kw_tokens if not (kind == "keyword" and t == chosen))
         if remaining:
             residual.append(KeywordTokens(remaining))
     if keyword:
-        residual.append(KeywordText(keyword_parts(keyword)))
+        residual.append(KeywordText(keyword_parts(keyword), keyword_text))
 
     plan = QueryPlan(pushed, kind, residual, spec, size)
     if cursor:

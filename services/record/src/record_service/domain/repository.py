@@ -112,6 +112,10 @@ class RecordRepository(Protocol):
         """Indexes for the form's indexed fields (idempotent, cached)."""
         ...
 
+    def holding_file(self, tenant_id: str, file_id: str, limit: int = 200) -> list[Doc]:
+        """Records of the tenant (live or deleted) whose data holds an uploaded file (their `files`)."""
+        ...
+
 
 class Cipher(Protocol):
     """Symmetric encryption of encrypted_text values."""
@@ -126,7 +130,9 @@ class Cipher(Protocol):
 
 
 AttachmentLookup = Callable[[str, list[str]], dict[str, dict[str, Any]]]
-"""(tenant id, attachment ids) -> {id: {id, name, size, content_type}} for the ids that exist."""
+"""(tenant id, attachment ids) -> {id: {id, name, size, content_type[, uploaded_by]}} for the ids that exist.
+
+`uploaded_by` (optional) lets the service refuse someone else's unattached file; it is never stored."""
 
 
 def no_attachments(tenant_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:

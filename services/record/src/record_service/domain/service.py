@@ -1,9 +1,16 @@
-"""RecordService: the record use cases (create, bulk create, get, update, delete, restore, list, history).
+"""RecordService: the record use cases (create, bulk create, get, update, delete, restore, list, history,
+share, explain access).
 
 Pure orchestration over our own interfaces (FormSource, RecordRepository,
-Cipher) and crm_schema's value rules. Every write is one store transaction
+Cipher, Directory) and crm_schema's value rules. Every write is one store transaction
 that writes the record, its unique-value claims, its counters and one history
 entry per event (the history entry is the outbox document).
+
+Access control (docs/security.md) is decided by crm_runtime.access over the
+caller's compiled policy (domain/access.py): every read checks the record's
+visibility (out of sight: 404), every write the action (refused: 403), every
+output leaves the caller's hidden fields out, and every record carries `acl`
+(owner, owner's department, shares) so that lists push `acl $in [tokens]`.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import crm_schema
-from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime import access
+from crm_runtime.errors import FieldError, NotFound, ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.domain import errors as rerr
+from record_service.domain.access import ConditionMatcher, FormAccess, forbidden, forbidden_assign, input_errors
 from record_service.domain.context import RecordContext
+from record_service.domain.directory import Directory, EmptyDirectory
+from record_service.domain.files import attachment_ids
 from record_service.domain.forms import FormSchema, FormSource
 from record_service.domain.query import (
     STREAM_BATCH,
@@ -41,12 +52,13 @@ from record_service.domain.repository import (
     UniqueTaken,
     no_attachments,
 )
-from record_service.domain.scope import DataScope
 from record_service.events import (
     RECORD_CREATED,
     RECORD_DELETED,
     RECORD_OWNER_CHANGED,
     RECORD_RESTORED,
+    RECORD_SHARED,
+    RECORD_UNSHARED,
     RECORD_UPDATED,
     history_document,
 )
@@ -60,6 +72,8 @@ KEYWORD_PROBE_LIMIT = 200
 COUNT_CAPPED, COUNT_EXACT, COUNT_NONE = "capped", "exact", "none"
 IN_CHUNK = 200
 SYSTEM_KEYS = ("owner_id", "department_id", "created_by", "updated_by")
+SHARE_KINDS = ("user", "department")
+SHARE_ACCESS = ("read", "edit")
 
 
 def utc_now() -> datetime:
@@ -104,6 +118,7 @@ class Loaded:
 
     doc: Doc
     form: FormSchema
+    access: FormAccess | None = None
 
 
 class RecordService:
@@ -119,8 +134,10 @@ class RecordService:
         clock: Callable[[], datetime] = utc_now,
         attachments: AttachmentLookup = no_attachments,
         new_id: Callable[[], str] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.repo = repo
+        self.directory: Directory = directory or EmptyDirectory()
         self.forms = forms
         self._cipher = cipher
         self.tz = tz or ZoneInfo("Asia/Shanghai")
@@ -132,8 +149,21 @@ class RecordService:
     # ------------------------------------------------------------ building blocks (also for extras)
 
     def context(self, principal: Principal, now: datetime | None = None) -> RecordContext:
-        """crm_schema's ValidationContext for this principal's call."""
-        return RecordContext(
+        """crm_schema's ValidationContext for this principal's call (relations: visible records only)."""
+        targets: dict[str, FormAccess | None] = {}
+
+        def can_see(form_ref: str, doc: Mapping[str, Any]) -> bool:
+            if form_ref not in targets:
+                try:
+                    target = self.forms.get_published(principal.tenant_id, form_ref)
+                except NotFound:
+                    targets[form_ref] = None
+                else:
+                    targets[form_ref] = self.access(principal, target, ctx)
+            fa = targets[form_ref]
+            return fa is not None and fa.allows(doc)
+
+        ctx = RecordContext(
             tenant_id=principal.tenant_id,
             locale=principal.locale,
             tz=self.tz,
@@ -143,7 +173,83 @@ class RecordService:
             forms=self.forms,
             cipher=self._cipher,
             attachments=self.attachments,
+            can_see=can_see,
+            may_use_file=lambda file_id, uploader: self.may_read_file(principal, file_id, uploader),
         )
+        return ctx
+
+    def may_read_file(self, principal: Principal, file_id: str, uploaded_by: Any) -> bool:
+        """May the caller read (download, attach) an uploaded file of their tenant?
+
+        Yes when they see a record (live or in the recycle bin) holding it in a
+        field not hidden from them; for a file no record holds yet, when they
+        uploaded it.
+        """
+        holders = self.repo.holding_file(principal.tenant_id, file_id)
+        if not holders:
+            return uploaded_by is None or uploaded_by == principal.user_id
+        for doc in holders:
+            fa = self.sees(principal, doc)
+            if fa is not None and file_id in attachment_ids(fa.strip(doc.get("data") or {})):
+                return True
+        return False
+
+    def matcher(self, form: FormSchema, ctx: RecordContext) -> ConditionMatcher:
+        """Role conditions of `form` evaluated with the planner's own filter parsing."""
+        return ConditionMatcher(
+            form,
+            ctx,
+            lambda definition, op, value: crm_schema.filter_value(definition, op, value, ctx=ctx),
+            crm_schema.filter_path,
+        )
+
+    def access(
+        self, principal: Principal, form: FormSchema, ctx: RecordContext | None = None, *, edit: bool = False
+    ) -> FormAccess:
+        """The principal's access to the records of `form` (view, or change with edit=True)."""
+        return FormAccess.of(principal, form, self.matcher(form, ctx or self.context(principal)), edit=edit)
+
+    def require(self, principal: Principal, form: FormSchema, *actions: str) -> None:
+        """403 unless the policy grants every action on the form."""
+        for action in actions:
+            if not access.can(principal.policy, form.key, action):
+                raise forbidden(action, form, principal.locale)
+
+    def require_on(self, principal: Principal, loaded: Loaded, action: str, shown: str = "") -> None:
+        """403 unless a grant of the policy covers `action` on this (visible) record (crm_runtime.access.explain)."""
+        fa = loaded.access or self.access(principal, loaded.form)
+        decision = access.explain(principal.policy, loaded.form.key, principal.subject, action, loaded.doc, fa.matcher)
+        if not decision["allowed"]:
+            raise forbidden(shown or action, loaded.form, principal.locale, record_id=str(loaded.doc["_id"]))
+
+    def sees(self, principal: Principal, doc: Mapping[str, Any]) -> FormAccess | None:
+        """The caller's access to the form of a stored record when they may see it, else None."""
+        if doc.get("tenant_id") != principal.tenant_id:
+            return None
+        try:
+            form = self.forms.get_published(principal.tenant_id, str(doc.get("form_id") or ""))
+        except NotFound:
+            return None
+        fa = self.access(principal, form)
+        return fa if fa.allows(doc) else None
+
+    def owner_of(self, principal: Principal, form: FormSchema, owner_id: str) -> tuple[str, str]:
+        """(owner, department) of a new or reassigned record.
+
+        The caller themself: their own department. Anyone else must be an
+        active user of the tenant in the directory (else 422 owner_invalid) that
+        the caller may assign to (crm_runtime.access.may_assign_to, else 403);
+        the record's department is the owner's.
+        """
+        loc = principal.locale
+        if not owner_id or owner_id == principal.user_id:
+            return principal.user_id, principal.department_id
+        user = self.directory.user(principal.tenant_id, owner_id)
+        if user is None or not user.active or user.tenant_id != principal.tenant_id:
+            raise rerr.invalid("owner_id", "owner_invalid", loc, owner=owner_id)
+        if not access.may_assign_to(principal.policy, form.key, principal.subject, owner_id, user.department_id):
+            raise forbidden_assign(owner_id, form, loc)
+        return owner_id, user.department_id
 
     def form(self, principal: Principal, ref: str, version: int = 0) -> FormSchema:
         """A published form version; its indexes are ensured the first time it is seen."""
@@ -171,8 +277,8 @@ class RecordService:
         fresh = self.form(principal, form.id)
         return fresh if fresh.version != form.version else None
 
-    def load(self, principal: Principal, record_id: str, *, deleted: bool | None = False) -> Loaded:
-        """A record by id inside the principal's tenant and scope, else 404.
+    def load(self, principal: Principal, record_id: str, *, deleted: bool | None = False, edit: bool = False) -> Loaded:
+        """A record by id that the principal may see, else 404; with edit=True one they may change, else 403.
 
         deleted=False: live records only; True: recycle bin only; None: either.
         """
@@ -180,11 +286,17 @@ class RecordService:
         if (
             doc is None
             or doc.get("tenant_id") != principal.tenant_id
-            or not DataScope.of(principal).allows(doc)
             or (deleted is not None and bool(doc.get("deleted")) != deleted)
         ):
             raise rerr.record_not_found(record_id, principal.locale)
-        return Loaded(doc, self.form(principal, str(doc["form_id"])))
+        form = self.form(principal, str(doc["form_id"]))
+        ctx = self.context(principal)
+        fa = self.access(principal, form, ctx)
+        if not fa.allows(doc):
+            raise rerr.record_not_found(record_id, principal.locale)
+        if edit and not self.access(principal, form, ctx, edit=True).allows(doc):
+            raise forbidden("edit", form, principal.locale, record_id=record_id)
+        return Loaded(doc, form, fa)
 
     def search_fields(self, form: FormSchema, data: Mapping[str, Any]) -> Doc:
         """The derived search and dedupe fields of a record's data: {kw, search, dedupe}."""
@@ -249,13 +361,17 @@ class RecordService:
             raise self._unique_conflict(principal, form, taken) from None
 
     def _unique_conflict(self, principal: Principal, form: FormSchema, taken: UniqueTaken) -> Exception:
+        """409 naming the holder (id and name) only when the caller may see it; otherwise only "exists"."""
         _tenant, _form, field_key, value = taken.key.split("|", 3)
         holder = self.repo.unique_holder(taken.key) or ""
-        display = holder
+        display = ""
         if holder:
             existing = self.repo.get(holder)
-            if existing is not None:
-                display = form.title_of(existing.get("data") or {}, holder)
+            fa = self.sees(principal, existing) if existing is not None else None
+            if fa is None:
+                holder = ""
+            else:
+                display = fa.title_of(existing or {}, holder)
         definition = form.field(field_key) or {"key": field_key}
         label = crm_schema_label(definition, principal.locale)
         return rerr.unique_conflict(field_key, label, value, holder, display, principal.locale, row=taken.position)
@@ -282,16 +398,26 @@ class RecordService:
         return out, counters
 
     def _new_doc(
-        self, principal: Principal, form: FormSchema, record_id: str, data: Doc, owner_id: str, now: datetime
+        self,
+        principal: Principal,
+        form: FormSchema,
+        record_id: str,
+        data: Doc,
+        owner: tuple[str, str],
+        now: datetime,
     ) -> Doc:
+        owner_id, department_id = owner
         doc: Doc = {
             "_id": record_id,
             "tenant_id": principal.tenant_id,
             "form_id": form.id,
             "form_version": form.version,
             "data": data,
-            "owner_id": owner_id or principal.user_id,
-            "department_id": principal.department_id,
+            "owner_id": owner_id,
+            "department_id": department_id,
+            "acl": access.record_acl(owner_id, department_id),
+            "shares": [],
+            "files": attachment_ids(data),
             "created_by": principal.user_id,
             "updated_by": principal.user_id,
             "created_at": now,
@@ -308,16 +434,22 @@ class RecordService:
     def create(self, principal: Principal, form_ref: str, data: Any, owner_id: str = "") -> Doc:
         """Validate and store one record with its history/outbox entry; returns the API record."""
         form = self.form(principal, form_ref)
+        self.require(principal, form, "create")
         now = self._clock()
         ctx = self.context(principal, now)
         if not isinstance(data, Mapping):
             raise rerr.invalid("data_json", "not_object", principal.locale)
-        result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
+        fa = self.access(principal, form, ctx)
+        refused, allowed = input_errors(form, fa, data, principal.locale)
+        result = crm_schema.validate_data(list(form.fields), allowed, existing=None, ctx=ctx)
         if result.errors and (newer := self.refreshed(principal, form, result.errors)) is not None:
             form = newer
-            result = crm_schema.validate_data(list(form.fields), dict(data), existing=None, ctx=ctx)
-        if result.errors:
-            raise ValidationFailed(result.errors)
+            fa = self.access(principal, form, ctx)
+            refused, allowed = input_errors(form, fa, data, principal.locale)
+            result = crm_schema.validate_data(list(form.fields), allowed, existing=None, ctx=ctx)
+        if refused or result.errors:
+            raise ValidationFailed(refused + list(result.errors))
+        owner = self.owner_of(principal, form, owner_id)
         record_id = self._new_id()
         masked = ctx.with_role("")
         has_auto = bool(form.of_type("auto_number"))
@@ -327,7 +459,7 @@ class RecordService:
             if has_auto:
                 for key, numbers in self._auto_number(tx, form, principal.tenant_id, now, 1)[0].items():
                     values[key] = numbers[0]
-            doc = self._new_doc(principal, form, record_id, values, owner_id, now)
+            doc = self._new_doc(principal, form, record_id, values, owner, now)
             doc.update(self.search_fields(form, values))
             claims = self.unique_claims(form, principal.tenant_id, record_id, values)
             if claims:
@@ -358,15 +490,19 @@ class RecordService:
         if len(rows) > MAX_BULK_ROWS:
             raise rerr.invalid("records_json", "too_many_rows", loc, max=MAX_BULK_ROWS, count=len(rows))
         form = self.form(principal, form_ref)
+        self.require(principal, form, "create", "import")
         now = self._clock()
         ctx = self.context(principal, now)
         self._prefetch_relations(form, rows, ctx)
-        errors, values_list = self._validate_rows(form, rows, ctx)
+        fa = self.access(principal, form, ctx)
+        errors, values_list = self._validate_rows(form, rows, ctx, fa)
         if errors and (newer := self.refreshed(principal, form, errors)) is not None:
             form = newer
-            errors, values_list = self._validate_rows(form, rows, ctx)
+            fa = self.access(principal, form, ctx)
+            errors, values_list = self._validate_rows(form, rows, ctx, fa)
         if errors:
             raise ValidationFailed(errors)
+        owner = self.owner_of(principal, form, "")
         ids = [self._new_id() for _ in values_list]
         masked = ctx.with_role("")
         auto_fields = form.of_type("auto_number")
@@ -387,7 +523,7 @@ class RecordService:
             data = dict(values)
             for key, seq in numbers.items():
                 data[key] = seq[i]
-            doc = self._new_doc(principal, form, ids[i], data, "", now)
+            doc = self._new_doc(principal, form, ids[i], data, owner, now)
             doc.update(self.search_fields(form, data))
             docs.append(doc)
             row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
@@ -465,7 +601,7 @@ class RecordService:
             raise
 
     def _validate_rows(
-        self, form: FormSchema, rows: Sequence[Any], ctx: RecordContext
+        self, form: FormSchema, rows: Sequence[Any], ctx: RecordContext, fa: FormAccess
     ) -> tuple[list[FieldError], list[Doc]]:
         """Validate every row of a bulk call; errors are named `rows[i].field`."""
         loc = ctx.locale
@@ -476,7 +612,9 @@ class RecordService:
             if not isinstance(row, Mapping):
                 errors.append(FieldError(f"rows[{i}]", "not_object", rerr.message("not_object", loc)))
                 continue
-            result = crm_schema.validate_data(fields, dict(row), existing=None, ctx=ctx)
+            refused, allowed = input_errors(form, fa, row, loc, prefix=f"rows[{i}].")
+            errors += refused
+            result = crm_schema.validate_data(fields, allowed, existing=None, ctx=ctx)
             for err in result.errors:
                 errors.append(FieldError(f"rows[{i}].{err.field}", err.rule, err.message, err.params))
             values_list.append(result.values)
@@ -546,7 +684,7 @@ class RecordService:
             raise rerr.invalid("expected_version", "required", loc)
         if not isinstance(data, Mapping):
             raise rerr.invalid("data_json", "not_object", loc)
-        loaded = self.load(principal, record_id)
+        loaded = self.load(principal, record_id, edit=True)
         doc, form = loaded.doc, loaded.form
         if int(doc.get("version") or 0) != expected_version:
             raise rerr.version_conflict(record_id, int(doc.get("version") or 0), expected_version, loc)
@@ -554,16 +692,23 @@ class RecordService:
         ctx = self.context(principal, now)
         stored: Doc = dict(doc.get("data") or {})
         current = {k: v for k, v in stored.items() if form.field(k) is not None}
-        result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
+        fa = self.access(principal, form, ctx)
+        refused, allowed = input_errors(form, fa, data, loc)
+        result = crm_schema.validate_data(list(form.fields), allowed, existing=current, ctx=ctx)
         if result.errors and (newer := self.refreshed(principal, form, result.errors)) is not None:
             form = newer
-            loaded = Loaded(doc, form)
+            fa = self.access(principal, form, ctx)
+            loaded = Loaded(doc, form, fa)
             current = {k: v for k, v in stored.items() if form.field(k) is not None}
-            result = crm_schema.validate_data(list(form.fields), dict(data), existing=current, ctx=ctx)
-        if result.errors:
-            raise ValidationFailed(result.errors)
+            refused, allowed = input_errors(form, fa, data, loc)
+            result = crm_schema.validate_data(list(form.fields), allowed, existing=current, ctx=ctx)
+        if refused or result.errors:
+            raise ValidationFailed(refused + list(result.errors))
         changed = {k: v for k, v in result.values.items() if k not in stored or stored[k] != v}
         new_owner = owner_id if owner_id and owner_id != doc.get("owner_id") else ""
+        new_department = str(doc.get("department_id") or "")
+        if new_owner:
+            new_owner, new_department = self.owner_of(principal, form, new_owner)
         if not changed and not new_owner:
             return self.render_one(principal, loaded, ctx)
         new_data = {**stored, **changed}
@@ -580,14 +725,22 @@ class RecordService:
         )
         if changed:
             set_fields.update(self.search_fields(form, new_data))
+            set_fields["files"] = attachment_ids(new_data)
         if new_owner:
             set_fields["owner_id"] = new_owner
+            set_fields["department_id"] = new_department
+            set_fields["acl"] = access.record_acl(new_owner, new_department, doc.get("shares") or [])
         masked = ctx.with_role("")
         old_claims = dict(self.unique_claims(form, principal.tenant_id, record_id, current))
         new_claims = dict(self.unique_claims(form, principal.tenant_id, record_id, new_data))
         release = [k for k in old_claims if k not in new_claims]
         claim = [(k, record_id) for k in new_claims if k not in old_claims]
-        after = {**doc, "version": version, "owner_id": new_owner or doc.get("owner_id")}
+        after = {
+            **doc,
+            "version": version,
+            "owner_id": new_owner or doc.get("owner_id"),
+            "department_id": new_department,
+        }
         entries: list[Doc] = []
         if changed:
             changes = []
@@ -642,8 +795,12 @@ class RecordService:
             ) from None
 
     def delete(self, principal: Principal, record_id: str, expected_version: int = 0) -> Doc:
-        """Soft delete (to the recycle bin); releases unique values; history is kept."""
+        """Soft delete (to the recycle bin); releases unique values; history is kept.
+
+        Needs the `delete` action with a grant covering the record (a share is not enough).
+        """
         loaded = self.load(principal, record_id)
+        self.require_on(principal, loaded, "delete")
         doc, form = loaded.doc, loaded.form
         version = int(doc.get("version") or 0)
         if expected_version and expected_version != version:
@@ -672,9 +829,15 @@ class RecordService:
         return self.render_one(principal, Loaded(after, form), self.context(principal, now))
 
     def restore(self, principal: Principal, record_id: str) -> Doc:
-        """Bring a record back from the recycle bin; its unique values must still be free (else 409)."""
+        """Bring a record back from the recycle bin; its unique values must still be free (else 409).
+
+        Needs `delete` on the record, as deleting it did; a record merged into another one stays merged (409).
+        """
         loaded = self.load(principal, record_id, deleted=True)
+        self.require_on(principal, loaded, "delete", shown="restore")
         doc, form = loaded.doc, loaded.form
+        if doc.get("merged_into"):
+            raise rerr.merged_away(record_id, str(doc["merged_into"]), principal.locale)
         version = int(doc.get("version") or 0)
         now = self._clock()
         set_fields: Doc = {"deleted": False, "deleted_at": None, "deleted_by": None, "version": version + 1}
@@ -699,6 +862,112 @@ class RecordService:
         self._versioned_write(txn, principal, form, record_id, version)
         return self.render_one(principal, Loaded(after, form), self.context(principal, now))
 
+    # ------------------------------------------------------------ sharing and explanations
+
+    def share(self, principal: Principal, record_id: str, kind: str, target_id: str, level: str) -> Doc:
+        """Share a record with a user or a department (read or edit); replaces an earlier share with them.
+
+        The caller must be able to change the record (edit visibility), or hold
+        `assign` with the record in scope. A user target must be an active user
+        of the tenant in the directory. Writes `shares`, `acl` and a history
+        entry (action "shared", event record.shared) in one transaction.
+        """
+        loc = principal.locale
+        if level not in SHARE_ACCESS:
+            raise rerr.invalid("access", "share_access_invalid", loc)
+        loaded = self._sharable(principal, record_id, kind, target_id)
+        shares = [s for s in loaded.doc.get("shares") or [] if (s.get("kind"), s.get("id")) != (kind, target_id)]
+        share = {"kind": kind, "id": target_id, "access": level}
+        return self._write_shares(principal, loaded, [*shares, share], RECORD_SHARED, share, None)
+
+    def unshare(self, principal: Principal, record_id: str, kind: str, target_id: str) -> Doc:
+        """Remove the share of a record with a user or a department (a no-op when there is none)."""
+        loaded = self._sharable(principal, record_id, kind, target_id, check_target=False)
+        before = list(loaded.doc.get("shares") or [])
+        old = next((s for s in before if (s.get("kind"), s.get("id")) == (kind, target_id)), None)
+        if old is None:
+            return self.render_one(principal, loaded, self.context(principal))
+        shares = [s for s in before if s is not old]
+        return self._write_shares(principal, loaded, shares, RECORD_UNSHARED, {"kind": kind, "id": target_id}, old)
+
+    def _sharable(
+        self, principal: Principal, record_id: str, kind: str, target_id: str, *, check_target: bool = True
+    ) -> Loaded:
+        loc = principal.locale
+        if kind not in SHARE_KINDS:
+            raise rerr.invalid("target_kind", "share_kind_invalid", loc)
+        if not target_id:
+            raise rerr.invalid("target_id", "required", loc)
+        loaded = self.load(principal, record_id)
+        ctx = self.context(principal)
+        if not self.access(principal, loaded.form, ctx, edit=True).allows(loaded.doc):
+            self.require_on(principal, loaded, "assign", shown="share")
+        if check_target and kind == "user":
+            user = self.directory.user(principal.tenant_id, target_id)
+            if user is None or not user.active or user.tenant_id != principal.tenant_id:
+                raise rerr.invalid("target_id", "share_target_invalid", loc, target=target_id)
+        return loaded
+
+    def _write_shares(
+        self,
+        principal: Principal,
+        loaded: Loaded,
+        shares: list[Doc],
+        event_type: str,
+        share: Doc,
+        old: Doc | None,
+    ) -> Doc:
+        doc, form = loaded.doc, loaded.form
+        record_id = str(doc["_id"])
+        version = int(doc.get("version") or 0)
+        now = self._clock()
+        acl = access.record_acl(str(doc.get("owner_id") or ""), str(doc.get("department_id") or ""), shares)
+        set_fields: Doc = {"shares": shares, "acl": acl, "version": version + 1}
+        set_fields.update({"updated_at": now, "updated_by": principal.user_id})
+        after = {**doc, **set_fields}
+        label = f"{share['kind']}:{share['id']}"
+        new_level = share.get("access")
+        change = {"field": "shares", "old": (old or {}).get("access") if old else None, "new": new_level}
+        entry = self.history_entry(
+            event_type,
+            principal,
+            after,
+            now,
+            [{**change, "target": label}],
+            {"version": version + 1, "share": share},
+        )
+
+        def txn(tx: Transaction) -> None:
+            tx.update_record(record_id, version, set_fields)
+            tx.insert_history([entry])
+
+        self._versioned_write(txn, principal, form, record_id, version)
+        return self.render_one(principal, Loaded(after, form), self.context(principal, now))
+
+    def explain_access(self, principal: Principal, form_ref: str, record_id: str, action: str) -> Doc:
+        """crm_runtime.access.explain for the caller: {allowed, reasons, hidden_fields, readonly_fields}.
+
+        With a record id the record must be in the caller's tenant (else 404),
+        whether or not they may see it: the answer says why.
+        """
+        loc = principal.locale
+        if action not in access.ACTIONS:
+            raise rerr.invalid("action", "unknown_action", loc, action=action)
+        doc: Doc | None = None
+        if record_id:
+            doc = self.repo.get(record_id)
+            if doc is None or doc.get("tenant_id") != principal.tenant_id:
+                raise rerr.record_not_found(record_id, loc)
+            form = self.form(principal, str(doc["form_id"]))
+        else:
+            form = self.form(principal, form_ref)
+        ctx = self.context(principal)
+        result = access.explain(principal.policy, form.key, principal.subject, action, doc, self.matcher(form, ctx))
+        hidden = access.hidden_fields(principal.policy, form.key)
+        result["hidden_fields"] = sorted(hidden)
+        result["readonly_fields"] = sorted(access.readonly_fields(principal.policy, form.key) - hidden)
+        return result
+
     # ------------------------------------------------------------ reads
 
     def get(self, principal: Principal, record_id: str) -> Doc:
@@ -707,35 +976,52 @@ class RecordService:
         return self.render_one(principal, loaded, self.context(principal), computed=True)
 
     def render_one(self, principal: Principal, loaded: Loaded, ctx: RecordContext, *, computed: bool = True) -> Doc:
-        """The API JSON of one record (`computed`: also rollups and retired_data)."""
-        out = self.render(principal, loaded.form, [loaded.doc], ctx)[0]
+        """The API JSON of one record (`computed`: also rollups and retired_data), without hidden fields."""
+        fa = loaded.access or self.access(principal, loaded.form, ctx)
+        out = self.render(principal, loaded.form, [loaded.doc], ctx, fa)[0]
         if computed:
-            out["data"].update(self.rollups(principal, loaded.form, loaded.doc, ctx))
-            retired = self.retired_data(principal, loaded.form, loaded.doc, ctx)
+            out["data"].update(self.rollups(principal, loaded.form, loaded.doc, ctx, fa))
+            retired = fa.strip(self.retired_data(principal, loaded.form, loaded.doc, ctx))
             if retired:
                 out["retired_data"] = retired
         return out
 
-    def render(self, principal: Principal, form: FormSchema, docs: Sequence[Doc], ctx: RecordContext) -> list[Doc]:
-        """API JSON of records of one form: relations as {id, display}, lookups from one batch read per page."""
-        relation_fields = form.of_type("relation")
-        related = self._related_docs(principal, relation_fields, docs)
-        lookups = form.of_type("lookup")
-        relation_forms: dict[str, FormSchema | None] = {}
+    def render(
+        self,
+        principal: Principal,
+        form: FormSchema,
+        docs: Sequence[Doc],
+        ctx: RecordContext,
+        fa: FormAccess | None = None,
+    ) -> list[Doc]:
+        """API JSON of records of one form: relations as {id, display}, lookups from one batch read per page.
 
-        def target_form(definition: Doc) -> FormSchema | None:
+        The caller's hidden fields of the form are left out; a related record's
+        name (and a lookup through it) is shown only when the caller may see
+        that record and its field, otherwise the relation shows its id only.
+        """
+        fa = fa or self.access(principal, form, ctx)
+        hidden = fa.hidden
+        relation_fields = [f for f in form.of_type("relation") if f["key"] not in hidden]
+        related = self._related_docs(principal, relation_fields, docs)
+        lookups = [f for f in form.of_type("lookup") if f["key"] not in hidden]
+        relation_forms: dict[str, FormAccess | None] = {}
+
+        def target_access(definition: Doc) -> FormAccess | None:
             ref = str((definition.get("relation") or {}).get("form_id") or "")
             if ref not in relation_forms:
                 try:
-                    relation_forms[ref] = self.forms.get_published(principal.tenant_id, ref)
+                    target = self.forms.get_published(principal.tenant_id, ref)
                 except Exception:  # noqa: BLE001 - a deleted/unpublished target form shows ids only
                     relation_forms[ref] = None
+                else:
+                    relation_forms[ref] = self.access(principal, target, ctx)
             return relation_forms[ref]
 
         def display(definition: Doc, rid: str) -> Doc:
             target = related.get(rid)
-            tf = target_form(definition)
-            name = tf.title_of(target.get("data") or {}, rid) if target is not None and tf is not None else rid
+            ta = target_access(definition)
+            name = ta.title_of(target, rid) if target is not None and ta is not None else rid
             return {"id": rid, "display": name}
 
         result = []
@@ -745,6 +1031,8 @@ class RecordService:
             for f in form.fields:
                 key = f["key"]
                 ftype = f.get("type")
+                if key in hidden:
+                    continue
                 if ftype == "relation":
                     value = stored.get(key)
                     if isinstance(value, list):
@@ -758,7 +1046,7 @@ class RecordService:
                 elif key in stored:
                     data[key] = crm_schema.to_output(f, stored[key], ctx=ctx)
             for f in lookups:
-                data[f["key"]] = self._lookup(principal, form, f, stored, related, target_form, ctx)
+                data[f["key"]] = self._lookup(form, f, stored, related, target_access, ctx)
             result.append(self._envelope(doc, data))
         return result
 
@@ -770,6 +1058,7 @@ class RecordService:
             "data": data,
             "owner_id": doc.get("owner_id"),
             "department_id": doc.get("department_id"),
+            "shares": list(doc.get("shares") or []),
             "created_by": doc.get("created_by"),
             "updated_by": doc.get("updated_by"),
             "created_at": iso(doc.get("created_at")),
@@ -792,32 +1081,32 @@ class RecordService:
                         ids.add(v)
         if not ids:
             return {}
-        found = self.repo.get_many(sorted(ids), {"tenant_id": 1, "form_id": 1, "data": 1, "deleted": 1})
+        # whole records: the visibility check may read any stored path (role conditions)
+        found = self.repo.get_many(sorted(ids))
         return {d["_id"]: d for d in found if d.get("tenant_id") == principal.tenant_id}
 
     def _lookup(
         self,
-        principal: Principal,
         form: FormSchema,
         definition: Doc,
         stored: Mapping[str, Any],
         related: Mapping[str, Doc],
-        target_form: Callable[[Doc], FormSchema | None],
+        target_access: Callable[[Doc], FormAccess | None],
         ctx: RecordContext,
     ) -> Any:
         spec = definition.get("lookup") or {}
         relation = form.field(str(spec.get("relation_field") or ""))
         if relation is None or relation.get("type") != "relation":
             return None
-        tf = target_form(relation)
-        target_field = tf.field(str(spec.get("field") or "")) if tf is not None else None
-        if target_field is None:
+        ta = target_access(relation)
+        target_field = ta.form.field(str(spec.get("field") or "")) if ta is not None else None
+        if ta is None or target_field is None or target_field["key"] in ta.hidden:
             return None
         value = stored.get(relation["key"])
 
         def one(rid: Any) -> Any:
             target = related.get(rid) if isinstance(rid, str) else None
-            if target is None:
+            if target is None or not ta.allows(target):
                 return None
             raw = (target.get("data") or {}).get(target_field["key"])
             return crm_schema.to_output(target_field, raw, ctx=ctx) if raw is not None else None
@@ -826,15 +1115,27 @@ class RecordService:
             return [one(v) for v in value]
         return one(value)
 
-    def rollups(self, principal: Principal, form: FormSchema, doc: Mapping[str, Any], ctx: RecordContext) -> Doc:
+    def rollups(
+        self,
+        principal: Principal,
+        form: FormSchema,
+        doc: Mapping[str, Any],
+        ctx: RecordContext,
+        fa: FormAccess | None = None,
+    ) -> Doc:
         """Rollup fields of one record, each one indexed query on the related form's relation field.
 
         Computed on GetRecord only (not on list pages): a rollup reads every
         related record. Counted over the tenant's live related records,
-        whatever the caller's data scope.
+        whatever the caller's data scope; a rollup the caller may not see
+        (hidden here, or aggregating a field hidden from them in the related
+        form) is left out or null.
         """
+        hidden = fa.hidden if fa is not None else frozenset()
         out: Doc = {}
         for f in form.of_type("rollup"):
+            if f["key"] in hidden:
+                continue
             spec = f.get("rollup") or {}
             try:
                 target = self.form(principal, str(spec.get("form_id") or ""))
@@ -853,7 +1154,7 @@ class RecordService:
             if agg == "count":
                 out[f["key"]] = self.repo.count(predicate)
                 continue
-            if value_field is None:
+            if value_field is None or value_field["key"] in access.hidden_fields(principal.policy, target.key):
                 out[f["key"]] = None
                 continue
             numbers = [
@@ -902,9 +1203,23 @@ class RecordService:
         keyword: str = "",
         deleted: bool = False,
     ) -> ListPage:
-        """One page of records: planned (see domain/query.py), rendered, counted as asked."""
+        """One page of records: planned (see domain/query.py), rendered, counted as asked.
+
+        Only records the caller may see: `acl $in [tokens]` is a pushdown
+        candidate and the exact rule a residual condition, so the page, the
+        count and a keyword search agree. Hidden fields cannot be filtered,
+        sorted or keyword-searched on.
+        """
         form = self.form(principal, form_ref)
         ctx = self.context(principal)
+        fa = self.access(principal, form, ctx)
+        keyword_text: Callable[[Mapping[str, Any]], str] | None = None
+        if fa.hidden & set(form.by_key):
+            shown = [f for f in form.fields if f["key"] not in fa.hidden]
+
+            def keyword_text(doc: Mapping[str, Any]) -> str:
+                return normalise_text(crm_schema.search_text(shown, dict(doc.get("data") or {})))
+
         plan = plan_query(
             form,
             principal.tenant_id,
@@ -912,7 +1227,9 @@ class RecordService:
             coerce=lambda definition, op, value: crm_schema.filter_value(definition, op, value, ctx=ctx),
             tokenize=crm_schema.query_tokens,
             subpath=crm_schema.filter_path,
-            scope=DataScope.of(principal),
+            access=None if fa.unrestricted else fa,
+            hidden=fa.hidden,
+            keyword_text=keyword_text,
             tree=tree,
             sort=sort,
             keyword=keyword,
@@ -941,7 +1258,7 @@ class RecordService:
                 _close(stream)
         next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
         total, capped = self._count(plan, count_mode)
-        return ListPage(self.render(principal, form, page, ctx), next_cursor, total, capped, plan)
+        return ListPage(self.render(principal, form, page, ctx, fa), next_cursor, total, capped, plan)
 
     def _rarest_token(self, base: Doc, tokens: Sequence[str]) -> str:
         """The keyword token with the fewest matches in one sample partition (kp 0).
@@ -989,10 +1306,13 @@ class RecordService:
             rows = [r for r in rows if (r["at"], r["_id"]) < before]
         page, more = rows[:size], len(rows) > size
         form = loaded.form
+        hidden = loaded.access.hidden if loaded.access is not None else frozenset()
         entries = []
         for row in page:
             changes = []
             for change in row.get("changes") or []:
+                if str(change.get("field")) in hidden:
+                    continue  # a hidden field's old and new values are not shown
                 definition = form.field(str(change.get("field")))
                 label = crm_schema_label(definition, principal.locale) if definition else None
                 changes.append({**change, "label": label})

@@ -10,8 +10,19 @@ confirms). Payloads:
     record.deleted        {record_id, form_id, version, owner_id, department_id}
     record.restored       {record_id, form_id, version, owner_id, department_id}
     record.owner_changed  {record_id, form_id, version, old_owner_id, new_owner_id, department_id}
+    record.shared         {record_id, form_id, version, owner_id, department_id, share: {kind, id, access}}
+    record.unshared       {record_id, form_id, version, owner_id, department_id, share: {kind, id}}
 
 Values are API outputs (crm_schema.to_output, encrypted text masked).
+
+Events carry the FULL data, hidden fields included: field-level access
+(crm_runtime.access.hidden_fields) is applied where data reaches a person,
+and the consumers are services that apply the same function to their own
+outputs (a report or an export drops the reader's hidden fields there). The
+history entry that carries an envelope is filtered the same way when
+GetRecordHistory or the 360° timeline shows it. A change of a user's
+department (user.updated from the gateway) rewrites the department and acl of
+the records they own without an event: it is not a record change.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ RECORD_UPDATED = "record.updated"
 RECORD_DELETED = "record.deleted"
 RECORD_RESTORED = "record.restored"
 RECORD_OWNER_CHANGED = "record.owner_changed"
+RECORD_SHARED = "record.shared"
+RECORD_UNSHARED = "record.unshared"
 
 ACTIONS = {
     RECORD_CREATED: "created",
@@ -37,6 +50,8 @@ ACTIONS = {
     RECORD_DELETED: "deleted",
     RECORD_RESTORED: "restored",
     RECORD_OWNER_CHANGED: "owner_changed",
+    RECORD_SHARED: "shared",
+    RECORD_UNSHARED: "unshared",
 }
 
 

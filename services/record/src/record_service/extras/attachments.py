@@ -113,7 +113,8 @@ class AttachmentStore:
             stream.close()
 
     def lookup(self, tenant_id: str, ids: Sequence[str]) -> dict[str, Doc]:
-        """The AttachmentLookup of record validation: {id: {id, name, size, content_type}} for this tenant's ids."""
+        """The AttachmentLookup of record validation: {id: {id, name, size, content_type, uploaded_by}}
+        for this tenant's ids (RecordContext drops `uploaded_by` before the value is stored)."""
         wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
         out: dict[str, Doc] = {}
         for start in range(0, len(wanted), IN_CHUNK):
@@ -122,5 +123,5 @@ class AttachmentStore:
             ):
                 if (doc.get("metadata") or {}).get("tenant_id") == tenant_id:
                     stored = StoredFile.from_files_doc(doc)
-                    out[stored.id] = stored.summary()
+                    out[stored.id] = {**stored.summary(), "uploaded_by": stored.uploaded_by}
         return out

@@ -3,7 +3,9 @@
 Every stored record carries `dedupe`: crm_schema.dedupe_keys of its data
 ("customer_name:北京华信恒通科技", "mobile:13800138000"). One query per key
 through the (tenant_id, form_id, deleted, dedupe) list index finds the records
-sharing it; the data scope is applied in Python.
+sharing it; the caller's visibility is checked in Python on each, keys of
+fields hidden from the caller are not used (a match on them would reveal the
+hidden value), and candidates leave the hidden fields out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 import crm_schema
 from crm_runtime.principal import Principal
-from record_service.domain.scope import DataScope
 from record_service.domain.service import RecordService, crm_schema_label
 from record_service.extras import messages as msg
 
@@ -55,14 +56,16 @@ class DuplicateFinder:
             if not isinstance(data, Mapping):
                 raise msg.invalid("data_json", "not_object", loc)
             keys = crm_schema.dedupe_keys(list(form.fields), dict(data))
-        scope = DataScope.of(principal)
+        ctx = service.context(principal)
+        fa = service.access(principal, form, ctx)
+        keys = [k for k in keys if k.partition(":")[0] not in fa.hidden]
         matched: dict[str, list[str]] = {}
         docs: dict[str, Doc] = {}
         for key in keys:
             predicate = {"tenant_id": principal.tenant_id, "form_id": form.id, "deleted": False, "dedupe": key}
             for doc in service.repo.find(predicate, limit=self._cap + 1):
                 rid = str(doc["_id"])
-                if rid == record_id or not scope.allows(doc):
+                if rid == record_id or not fa.allows(doc):
                     continue
                 docs[rid] = doc
                 matched.setdefault(rid, []).append(key)
@@ -73,8 +76,7 @@ class DuplicateFinder:
         )[:limit]
         if not ranked:
             return []
-        ctx = service.context(principal)
-        rendered = service.render(principal, form, [docs[rid] for rid in ranked], ctx)
+        rendered = service.render(principal, form, [docs[rid] for rid in ranked], ctx, fa)
         out = []
         for rid, record in zip(ranked, rendered, strict=True):
             reasons = []

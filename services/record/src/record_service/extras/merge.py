@@ -42,8 +42,11 @@ def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def check_choices(form: FormSchema, choices: Any, locale: str) -> dict[str, str]:
-    """Validate {"field_key": "winner"|"loser"} against the form (422 naming each bad entry)."""
+def check_choices(form: FormSchema, choices: Any, locale: str, hidden: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Validate {"field_key": "winner"|"loser"} against the form (422 naming each bad entry).
+
+    A field hidden from the caller is refused exactly like an unknown one.
+    """
     if choices is None:
         return {}
     if not isinstance(choices, Mapping):
@@ -51,7 +54,7 @@ def check_choices(form: FormSchema, choices: Any, locale: str) -> dict[str, str]
     errors: list[FieldError] = []
     for key, side in choices.items():
         where = f"field_choices.{key}"
-        definition = form.field(str(key))
+        definition = form.field(str(key)) if str(key) not in hidden else None
         if definition is None:
             errors.append(FieldError(where, "unknown_field", msg.message("unknown_field", locale, field=key)))
         elif definition.get("type") in NOT_CHOSEN:
@@ -142,7 +145,12 @@ class RecordMerger:
         if win.doc.get("form_id") != lose.doc.get("form_id"):
             raise msg.invalid("loser_id", "different_forms", loc)
         form = win.form
-        chosen = check_choices(form, choices, loc)
+        # the winner is changed (edit), the loser goes to the recycle bin (delete)
+        service.require(principal, form, "edit", "delete")
+        win = service.load(principal, winner_id, edit=True)
+        service.require_on(principal, lose, "delete", shown="merge")
+        hidden = win.access.hidden if win.access is not None else frozenset()
+        chosen = check_choices(form, choices, loc, hidden)
         now = self._clock()
         ctx = service.context(principal, now)
         masked = ctx.with_role("")

@@ -2,7 +2,8 @@
 
 crm_runtime.DomainError
 ├── ValidationFailed  422  bad merge choices, same record twice, unknown field, file type
-├── NotFound          404  record (tenant/scope), attachment (tenant)
+├── NotFound          404  record (tenant/visibility), attachment (tenant, no visible record holds it)
+├── Forbidden         403  merge without edit/delete (raised by domain/access.py)
 ├── Conflict          409  merge across forms or of a changed record
 └── PayloadTooLarge   413  file over the global or the field's limit
 """

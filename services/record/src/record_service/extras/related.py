@@ -4,21 +4,23 @@ Generic over the tenant's forms: a group is a (form, relation field) pair whose
 field points at the record's form (level 1: 联系人/商机/合同 → 客户), or at the
 form of a level-1 group (level 2: 回款 → 合同 → 客户). Each group is read with
 the per-field list index (tenant_id, form_id, deleted, data.<key>) and nothing
-else in the predicate, so SecantusDB's planner uses it; the caller's data scope
-is applied in Python on the owner/department of each match.
+else in the predicate, so SecantusDB's planner uses it; the caller's access to
+each group's form (crm_runtime.access visibility, with role conditions) is
+checked in Python on each match, and every form shown leaves out its own hidden
+fields (items, timeline changes, display names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from crm_runtime.principal import Principal
+from record_service.domain.access import FormAccess, visible_changes
 from record_service.domain.context import RecordContext
 from record_service.domain.forms import FormSchema
-from record_service.domain.scope import DataScope
 from record_service.domain.service import RecordService, crm_schema_label, iso
 from record_service.extras import messages as msg
 from record_service.extras.catalog import FormCatalog, Reference, references_to
@@ -31,7 +33,7 @@ MAX_PER_FORM = 200
 GROUP_CAP = 1000  # matches counted per group; more shows as total_capped
 TIMELINE_LIMIT = 100
 TIMELINE_RELATED_ACTIONS = ("created", "updated")
-_LIGHT = {"owner_id": 1, "department_id": 1, "created_at": 1}
+_LIGHT = {"owner_id": 1, "department_id": 1, "created_at": 1, "acl": 1}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _VERBS = {
     "zh-CN": {
@@ -41,6 +43,8 @@ _VERBS = {
         "restored": "恢复",
         "owner_changed": "转移负责人",
         "merged": "合并",
+        "shared": "共享",
+        "unshared": "取消共享",
     },
     "en": {
         "created": "Created",
@@ -49,6 +53,8 @@ _VERBS = {
         "restored": "Restored",
         "owner_changed": "Changed the owner of",
         "merged": "Merged",
+        "shared": "Shared",
+        "unshared": "Stopped sharing",
     },
 }
 
@@ -105,12 +111,17 @@ class Record360:
         ctx = service.context(principal)
         record = service.render_one(principal, loaded, ctx)
         forms = self._catalog.published_forms(principal)
-        scope = DataScope.of(principal)
+        accesses: dict[str, FormAccess] = {loaded.form.id: loaded.access or service.access(principal, loaded.form, ctx)}
+
+        def access_of(form: FormSchema) -> FormAccess:
+            if form.id not in accesses:
+                accesses[form.id] = service.access(principal, form, ctx)
+            return accesses[form.id]
 
         groups: list[Group] = []
         for ref in references_to(forms, loaded.form):
             group = Group(ref, ref.key, 1)
-            self._fill(principal, scope, group, [record_id], exclude=set())
+            self._fill(principal, access_of(ref.form), group, [record_id], exclude=set())
             groups.append(group)
         shown: dict[str, set[str]] = {}
         for group in groups:
@@ -122,26 +133,27 @@ class Record360:
             for ref in references_to(forms, first.ref.form):
                 group = Group(ref, f"{ref.key}.{first.via}", 2, through=first.ref)
                 exclude = {record_id} | shown.get(ref.form.id, set())
-                self._fill(principal, scope, group, first.ids, exclude=exclude)
+                self._fill(principal, access_of(ref.form), group, first.ids, exclude=exclude)
                 if group.matches:
                     second.append(group)
         groups += second
         return {
             "record": record,
             "form": self._form_json(loaded.form, principal.locale),
-            "related": [self._group_json(principal, g, limit, ctx) for g in groups],
-            "timeline": self._timeline(principal, loaded.form, record_id, groups),
+            "related": [self._group_json(principal, g, limit, ctx, access_of(g.ref.form)) for g in groups],
+            "timeline": self._timeline(principal, loaded.form, record_id, groups, access_of),
         }
 
     # ------------------------------------------------------------ groups
 
     def _fill(
-        self, principal: Principal, scope: DataScope, group: Group, targets: Sequence[str], exclude: set[str]
+        self, principal: Principal, fa: FormAccess, group: Group, targets: Sequence[str], exclude: set[str]
     ) -> None:
         """The visible records of the group's form whose relation field holds one of `targets`."""
         form = group.ref.form
         self._service.repo.ensure_form_indexes(form)
         path = f"data.{group.ref.key}"
+        projection = None if not fa.exact and not fa.unrestricted else _LIGHT  # conditions read data
         found: dict[str, Doc] = {}
         for start in range(0, len(targets), IN_CHUNK):
             chunk = list(targets[start : start + IN_CHUNK])
@@ -151,9 +163,9 @@ class Record360:
                 "deleted": False,
                 path: chunk[0] if len(chunk) == 1 else {"$in": chunk},
             }
-            for doc in self._service.repo.find(predicate, projection=_LIGHT, batch_size=1000):
+            for doc in self._service.repo.find(predicate, projection=projection, batch_size=1000):
                 rid = str(doc["_id"])
-                if rid in exclude or rid in found or not scope.allows(doc):
+                if rid in exclude or rid in found or not fa.allows(doc):
                     continue
                 found[rid] = doc
                 if len(found) > self._cap:
@@ -164,7 +176,7 @@ class Record360:
         group.capped = len(matches) > self._cap
         group.matches = matches[: self._cap]
 
-    def _group_json(self, principal: Principal, group: Group, limit: int, ctx: RecordContext) -> Doc:
+    def _group_json(self, principal: Principal, group: Group, limit: int, ctx: RecordContext, fa: FormAccess) -> Doc:
         form = group.ref.form
         top = group.ids[:limit]
         by_id = {d["_id"]: d for d in self._service.repo.get_many(top)} if top else {}
@@ -178,7 +190,7 @@ class Record360:
             "level": group.level,
             "total": len(group.matches),
             "total_capped": group.capped,
-            "items": self._service.render(principal, form, docs, ctx),
+            "items": self._service.render(principal, form, docs, ctx, fa),
         }
         if group.through is not None:
             out["through"] = {"form_id": group.through.form.id, "form_key": group.through.form.key}
@@ -190,8 +202,18 @@ class Record360:
 
     # ------------------------------------------------------------ timeline
 
-    def _timeline(self, principal: Principal, form: FormSchema, record_id: str, groups: list[Group]) -> list[Doc]:
-        """The record's own history and the created/updated entries of its related records, newest first."""
+    def _timeline(
+        self,
+        principal: Principal,
+        form: FormSchema,
+        record_id: str,
+        groups: list[Group],
+        access_of: Callable[[FormSchema], FormAccess],
+    ) -> list[Doc]:
+        """The record's own history and the created/updated entries of its related records, newest first.
+
+        Each entry shows the changes and the display name its own form lets the caller see.
+        """
         limit = self._timeline_limit
         own = self._history.recent(principal.tenant_id, [record_id], limit)
         forms_of: dict[str, FormSchema] = {record_id: form}
@@ -210,22 +232,30 @@ class Record360:
             ]
         rows.sort(key=lambda r: (r["at"], r["_id"]), reverse=True)
         rows = rows[:limit]
-        titles = self._titles(forms_of, {str(r["record_id"]) for r in rows})
-        return [self._entry(principal, r, forms_of.get(str(r["record_id"]), form), titles) for r in rows]
+        titles = self._titles(forms_of, {str(r["record_id"]) for r in rows}, access_of)
+        out = []
+        for r in rows:
+            row_form = forms_of.get(str(r["record_id"]), form)
+            out.append(self._entry(principal, r, row_form, titles, access_of(row_form).hidden))
+        return out
 
-    def _titles(self, forms_of: Mapping[str, FormSchema], ids: set[str]) -> dict[str, str]:
-        docs = self._service.repo.get_many(sorted(ids), {"data": 1}) if ids else []
-        return {str(d["_id"]): forms_of[str(d["_id"])].title_of(d.get("data") or {}, str(d["_id"])) for d in docs}
+    def _titles(
+        self, forms_of: Mapping[str, FormSchema], ids: set[str], access_of: Callable[[FormSchema], FormAccess]
+    ) -> dict[str, str]:
+        docs = self._service.repo.get_many(sorted(ids)) if ids else []
+        return {str(d["_id"]): access_of(forms_of[str(d["_id"])]).title_of(d, str(d["_id"])) for d in docs}
 
     @staticmethod
-    def _entry(principal: Principal, row: Doc, form: FormSchema, titles: Mapping[str, str]) -> Doc:
+    def _entry(
+        principal: Principal, row: Doc, form: FormSchema, titles: Mapping[str, str], hidden: frozenset[str]
+    ) -> Doc:
         loc = principal.locale
         rid = str(row["record_id"])
         action = str(row.get("action") or "")
         form_name = localised(form.name, loc, form.key)
         display = titles.get(rid, rid)
         changes = []
-        for change in row.get("changes") or []:
+        for change in visible_changes(row.get("changes") or [], hidden):
             definition = form.field(str(change.get("field")))
             changes.append({**change, "label": crm_schema_label(definition, loc) if definition else None})
         verbs = _VERBS.get(loc, _VERBS["zh-CN"])

@@ -84,8 +84,13 @@ class Uploads:
             raise ValidationFailed([FieldError(field_key, "file_type", text, params)])
 
     def open(self, principal: Principal, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
-        """The file's metadata and its chunks; 404 when it is not this tenant's."""
+        """The file's metadata and its chunks, for a caller who may see it; else 404.
+
+        The caller must see a record (live or in the recycle bin) that holds the
+        file in a field not hidden from them, or, for a file no record holds
+        yet, be its uploader. Another tenant's file does not exist.
+        """
         stored = self._store.get(principal.tenant_id, file_id)
-        if stored is None:
+        if stored is None or not self._service.may_read_file(principal, stored.id, stored.uploaded_by):
             raise msg.attachment_not_found(file_id, principal.locale)
         return stored, self._store.chunks(stored.id)

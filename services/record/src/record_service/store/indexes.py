@@ -3,10 +3,13 @@
 SecantusDB uses an index only when one index covers every field of the
 predicate, so every query path has exactly one index: list/count paths are
 (tenant_id, form_id, deleted, X) for X in created_at, updated_at, owner_id,
-department_id, dedupe and `data.<key>` of each indexed form field; keyword pages
-use (tenant_id, form_id, deleted, kw, kp), one token and a range of partitions;
-updates with a version check use (_id, version); history pages use
-(tenant_id, record_id, at).
+department_id, dedupe, acl (the caller's `acl $in [tokens]`, multikey) and
+`data.<key>` of each indexed form field; keyword pages use (tenant_id,
+form_id, deleted, kw, kp), one token and a range of partitions; updates with a
+version check use (_id, version); history pages use (tenant_id, record_id,
+at); an owner's move to another department rewrites their records through
+(tenant_id, owner_id); a download finds the records holding a file through
+(tenant_id, files).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from crm_runtime.events import OutboxRelay
 from record_service.domain.forms import FormSchema
 
 PREFIX = [("tenant_id", ASCENDING), ("form_id", ASCENDING), ("deleted", ASCENDING)]
-BASE_PATHS = ("created_at", "updated_at", "owner_id", "department_id", "dedupe")
+BASE_PATHS = ("created_at", "updated_at", "owner_id", "department_id", "dedupe", "acl")
+OWNER_INDEX = "by_owner"
+FILES_INDEX = "by_files"
 KEYWORD_INDEX = "list_kw_kp"
 LEGACY_INDEXES = ("list_kw",)  # (.., kw) before keyword partitions: replaced by KEYWORD_INDEX
 
@@ -41,6 +46,8 @@ def ensure_base_indexes(records: Collection[Any], history: Collection[Any]) -> N
         if name in existing:
             records.drop_index(name)
     records.create_index([("_id", ASCENDING), ("version", ASCENDING)], name="id_version")
+    records.create_index([("tenant_id", ASCENDING), ("owner_id", ASCENDING)], name=OWNER_INDEX)
+    records.create_index([("tenant_id", ASCENDING), ("files", ASCENDING)], name=FILES_INDEX)
     history.create_index(
         [("tenant_id", ASCENDING), ("record_id", ASCENDING), ("at", ASCENDING)], name="history_by_record"
     )

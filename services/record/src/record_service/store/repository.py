@@ -13,6 +13,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm_runtime import get_logger
+from crm_runtime.access import record_acl
+from record_service.domain.files import attachment_ids
 from record_service.domain.forms import FormSchema
 from record_service.domain.query import keyword_partition
 from record_service.domain.repository import StaleVersion, UniqueTaken
@@ -119,6 +121,9 @@ class MongoRecordRepository:
         backfilled = self.backfill_keyword_partitions()
         if backfilled:
             log.info("keyword_partitions_backfilled", records=backfilled)
+        backfilled = self.backfill_access()
+        if backfilled:
+            log.info("record_acl_backfilled", records=backfilled)
 
     def backfill_keyword_partitions(self) -> int:
         """Give `kp` to records stored before keyword partitions existed; once per database.
@@ -142,6 +147,38 @@ class MongoRecordRepository:
             updated += self.records.bulk_write(batch, ordered=False).modified_count
         self.meta.update_one({"_id": marker}, {"$set": {"done_at": datetime.now(UTC)}}, upsert=True)
         return updated
+
+    def backfill_access(self) -> int:
+        """Give `acl` (owner, department, shares) and `files` to records stored before access control.
+
+        Like the `kp` backfill: one pass, only until the `meta` marker says it
+        finished. The acl is computed from the stored owner_id and
+        department_id; records whose owner later moves are rewritten by the
+        directory consumer. Returns the records updated.
+        """
+        marker = "record_acl"
+        if self.meta.find_one({"_id": marker}) is not None:
+            return 0
+        updated = 0
+        batch: list[UpdateOne] = []
+        projection = {"_id": 1, "acl": 1, "owner_id": 1, "department_id": 1, "shares": 1, "data": 1}
+        for doc in self.records.find({}, projection).batch_size(INSERT_CHUNK):
+            if "acl" not in doc:
+                shares = doc.get("shares") or []
+                acl = record_acl(str(doc.get("owner_id") or ""), str(doc.get("department_id") or ""), shares)
+                fields = {"acl": acl, "shares": shares, "files": attachment_ids(doc.get("data") or {})}
+                batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}))
+            if len(batch) == INSERT_CHUNK:
+                updated += self.records.bulk_write(batch, ordered=False).modified_count
+                batch = []
+        if batch:
+            updated += self.records.bulk_write(batch, ordered=False).modified_count
+        self.meta.update_one({"_id": marker}, {"$set": {"done_at": datetime.now(UTC)}}, upsert=True)
+        return updated
+
+    def holding_file(self, tenant_id: str, file_id: str, limit: int = 200) -> list[Doc]:
+        """Records of the tenant (live or deleted) whose data holds the file, through (tenant_id, files)."""
+        return list(self.records.find({"tenant_id": tenant_id, "files": file_id}).limit(limit))
 
     def ensure_form_indexes(self, form: FormSchema) -> None:
         """Indexes of the form's indexed fields."""
