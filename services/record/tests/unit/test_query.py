@@ -195,6 +195,20 @@ def test_hidden_fields_cannot_be_filtered_or_sorted_like_unknown_ones() -> None:
     assert plan(sort=[{"field": "amount", "direction": "asc"}]).sort.path == "data.amount"
 
 
+def test_filters_past_their_bounds_are_refused_before_parsing() -> None:
+    leaf = {"field": "level", "op": "eq", "value": "A"}
+    deep: dict[str, Any] = leaf
+    for _ in range(500):
+        deep = {"and": [deep]}
+    with pytest.raises(ValidationFailed) as exc:
+        plan(tree=deep)
+    assert (exc.value.errors[0].field, exc.value.errors[0].rule) == ("filter", "filter_too_deep")
+    with pytest.raises(ValidationFailed) as exc:
+        plan(tree={"or": [leaf] * 10_000})
+    assert exc.value.errors[0].rule == "filter_too_wide"
+    plan(tree={"or": [leaf] * 100})  # within bounds: parsed as usual
+
+
 def test_keyword_text_can_be_recomputed_from_visible_fields() -> None:
     p = plan(keyword="秘密", keyword_text=lambda d: str((d.get("data") or {}).get("name") or ""))
     text = next(c for c in p.residual if type(c).__name__ == "KeywordText")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Protocol
 
+import crm_schema
 from crm_runtime.errors import FieldError, ValidationFailed
 from record_service.domain.errors import invalid
 from record_service.domain.forms import SELECTIVE_TYPES, SORTABLE_TYPES, FormSchema
@@ -578,6 +579,10 @@ def parse_filter(
     """
     if tree is None or tree == {}:
         return None
+    shape = crm_schema.filter_shape_problem(tree)
+    if shape is not None:
+        rule, params = shape
+        raise ValidationFailed([FieldError("filter", rule, crm_schema.message(rule, ctx.locale, **params))])
     return _Parser(form, ctx, coerce, subpath or (lambda _f: ""), hidden).node(tree, "filter")
 
 
