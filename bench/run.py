@@ -410,25 +410,30 @@ def bench_access(api: Api, platform: Platform, form_id: str, reps: int) -> None:
     print(
         f"   GET /me (session check + principal, no backend call): median {statistics.median(me_lat) * 1000:.1f} ms, p95 {p95(me_lat) * 1000:.1f} ms"
     )
-    session_check_cost(platform)
+    session_check_cost(platform, user.headers["Authorization"].split(" ", 1)[1])
 
 
-def session_check_cost(platform: Platform, n: int = 500) -> None:
-    """The per-request session check alone (session by _id, user by _id), timed against the platform's store."""
-    from pymongo import MongoClient as _Client
+def session_check_cost(platform: Platform, token: str, n: int = 500) -> None:
+    """The per-request check alone: gateway.auth.authenticate (token, session, user, department tree, policy)."""
+    from gateway.auth import authenticate
+    from gateway.clients import Services
+    from gateway.context import Gateway
+    from gateway.metrics import Metrics
+    from gateway.settings import Settings
+    from gateway.store import GatewayStore
 
-    db = _Client(platform.env["MONGO_URL"])["crm_gateway"]
-    session = db["sessions"].find_one({"revoked_at": None})
-    assert session is not None
+    env = platform.env
+    settings = Settings(jwt_secret=env["JWT_SECRET"], mongo_url=env["MONGO_URL"])
+    store = GatewayStore.connect(env["MONGO_URL"], "crm_gateway")
+    gw = Gateway.build(settings, store, Services.grpc(env["FORM_GRPC_ADDR"], env["RECORD_GRPC_ADDR"]), Metrics())
+    assert authenticate(gw, token) is not None, "the scoped user's token should authenticate"
     lat = []
     for _ in range(n):
         t0 = time.perf_counter()
-        s = db["sessions"].find_one({"_id": session["_id"]})
-        u = db["users"].find_one({"_id": session["user_id"]})
-        assert s is not None and u is not None
+        authenticate(gw, token)
         lat.append(time.perf_counter() - t0)
     print(
-        f"   per-request session check (2 reads by _id on the store): median {statistics.median(lat) * 1000:.2f} ms, p95 {p95(lat) * 1000:.2f} ms"
+        f"   per-request session check (gateway.auth.authenticate: JWT, session, user, department tree, cached policy): median {statistics.median(lat) * 1000:.2f} ms, p95 {p95(lat) * 1000:.2f} ms"
     )
 
 
