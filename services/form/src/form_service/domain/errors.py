@@ -7,7 +7,7 @@ by the server's interceptor)::
     ├── ValidationFailed([FieldError])  a definition or input broke a rule (422)
     ├── NotFound                        no such app/form/version in the tenant (404)
     ├── Conflict                        key taken, stale revision, concurrent publish (409)
-    └── Forbidden                       only an admin may change apps and forms (403)
+    └── Forbidden                       only an admin (or a form's manager) may change apps and forms (403)
 
 This module holds the zh-CN/en texts of the rules the form engine itself
 checks (field-type rules come from crm_schema's catalogue) and small
@@ -23,8 +23,8 @@ from crm_runtime.i18n import Catalog
 
 _MESSAGES: dict[str, dict[str, str]] = {
     "forbidden": {
-        "zh-CN": "只有管理员可以创建或修改应用和表单",
-        "en": "Only an administrator may create or change apps and forms",
+        "zh-CN": "只有管理员（或对该表单有管理权限的用户）可以创建或修改应用和表单",
+        "en": "Only an administrator (or a user who may manage the form) may create or change apps and forms",
     },
     "app_not_found": {"zh-CN": "应用不存在：{ref}", "en": "App not found: {ref}"},
     "form_not_found": {"zh-CN": "表单不存在：{ref}", "en": "Form not found: {ref}"},

@@ -1,8 +1,17 @@
 """The use cases of the form engine (FormEngine): apps, drafts, publication, templates.
 
-Every method takes the calling Principal: all reads and writes are scoped to
-its tenant, and only an administrator may change apps and forms. Nothing here
-knows about gRPC or MongoDB; storage comes in as a FormRepository.
+Every method takes the calling (verified) Principal: all reads and writes are
+scoped to its tenant. Rights come from crm_runtime.access (docs/security.md):
+
+* creating apps and forms and installing templates: tenant administration;
+* changing or publishing an existing form: tenant administration or the
+  `manage` action on that form;
+* drafts (ListForms, GetForm): whoever may `view` or `manage` the form; a form
+  the caller cannot view is left out of lists and is "not found" to it;
+* published versions, apps and field types: any valid principal;
+* a service principal (`kind == "service"`) reads everything of its tenant.
+
+Nothing here knows about gRPC or MongoDB; storage comes in as a FormRepository.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from crm_runtime.access import can
 from crm_runtime.errors import Conflict, FieldError, ValidationFailed
 from crm_runtime.principal import Principal
 from form_service.domain import rules
@@ -122,16 +132,22 @@ class FormEngine:
         return form
 
     def list_forms(self, principal: Principal, app_ref: str = "") -> list[Form]:
-        """The forms of one app (by id or key), or of the whole tenant when `app_ref` is empty."""
+        """The forms the caller may view, of one app (by id or key) or of the whole tenant when `app_ref` is empty."""
         if not app_ref:
-            return self._repo.list_forms(principal.tenant_id, None)
-        app = self.get_app(principal, app_ref)
-        return self._repo.list_forms(principal.tenant_id, app.id)
+            forms = self._repo.list_forms(principal.tenant_id, None)
+        else:
+            app = self.get_app(principal, app_ref)
+            forms = self._repo.list_forms(principal.tenant_id, app.id)
+        return [f for f in forms if self._may_view(principal, f.key)]
 
     def get_form(self, principal: Principal, ref: str) -> Form:
-        """One form draft (with its revision and published version number) by id or key."""
-        form = self._repo.get_form(principal.tenant_id, ref)
-        if form is None:
+        """One form draft (with its revision and published version number) by id or key.
+
+        A form the caller may neither view nor manage is "not found", like a
+        form of another tenant: its existence is not revealed.
+        """
+        form = self._load_form(principal, ref)
+        if not self._may_view(principal, form.key):
             raise not_found("form_not_found", principal.locale, ref=ref)
         return form
 
@@ -141,9 +157,8 @@ class FormEngine:
         A field key that was ever published keeps its type; changing it is a
         validation error naming the field (remove it and add a new key instead).
         """
-        self._require_admin(principal)
         loc = principal.locale
-        form = self.get_form(principal, ref)
+        form = self._managed_form(principal, ref)
         if expected_revision and expected_revision != form.revision:
             raise conflict("stale_revision", loc, current=form.revision, expected=expected_revision)
         name = form.name
@@ -184,9 +199,8 @@ class FormEngine:
         Relation and rollup targets may be given as form keys; the version
         holds their ids. The version and its event are written atomically.
         """
-        self._require_admin(principal)
         loc = principal.locale
-        form = self.get_form(principal, ref)
+        form = self._managed_form(principal, ref)
         fields = copy.deepcopy(form.fields)
         errors = rules.type_changes(fields, form.locked_types, loc)
         errors += definition_errors(fields, loc)
@@ -234,7 +248,7 @@ class FormEngine:
     def get_published(self, principal: Principal, ref: str, version: int = 0) -> FormVersion:
         """A published version of a form (by id or key); version 0 is the latest."""
         loc = principal.locale
-        form = self.get_form(principal, ref)
+        form = self._load_form(principal, ref)
         if form.published_version == 0:
             raise not_found("not_published", loc, ref=ref)
         number = version or form.published_version
@@ -270,7 +284,7 @@ class FormEngine:
                 try:
                     form = self.create_form(principal, app.id, form_spec)
                 except Conflict:
-                    form = self.get_form(principal, form_spec["key"])
+                    form = self._load_form(principal, form_spec["key"])
             if form.app_id != app.id:
                 raise conflict("form_key_taken", principal.locale, key=form.key)
             forms.append(form)
@@ -288,6 +302,33 @@ class FormEngine:
     def _require_admin(principal: Principal) -> None:
         if not principal.is_admin:
             raise forbidden(principal.locale)
+
+    @staticmethod
+    def _may_manage(principal: Principal, form_key: str) -> bool:
+        return principal.is_admin or can(principal.policy, form_key, "manage")
+
+    def _may_view(self, principal: Principal, form_key: str) -> bool:
+        return (
+            principal.kind == "service"
+            or self._may_manage(principal, form_key)
+            or can(principal.policy, form_key, "view")
+        )
+
+    def _load_form(self, principal: Principal, ref: str) -> Form:
+        """A form of the caller's tenant by id or key, without any rights check."""
+        form = self._repo.get_form(principal.tenant_id, ref)
+        if form is None:
+            raise not_found("form_not_found", principal.locale, ref=ref)
+        return form
+
+    def _managed_form(self, principal: Principal, ref: str) -> Form:
+        """A form the caller may change: 403 if it may only view it, 404 if it may not even see it."""
+        form = self._load_form(principal, ref)
+        if self._may_manage(principal, form.key):
+            return form
+        if self._may_view(principal, form.key):
+            raise forbidden(principal.locale)
+        raise not_found("form_not_found", principal.locale, ref=ref)
 
     @staticmethod
     def _title_field(given: Any, fields: list[dict[str, Any]], current: str, loc: str) -> str:
