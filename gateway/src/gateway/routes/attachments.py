@@ -1,4 +1,12 @@
-"""Attachments: multipart upload (up to 50 MiB) and streamed download, proxied to RecordService."""
+"""Attachments: multipart upload (up to 50 MiB) and streamed download, proxied to RecordService.
+
+User files are served so that a browser never runs them (docs/security.md): every
+download is `Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`
+and `Content-Security-Policy: default-src 'none'; sandbox`; only passive content
+types (images that cannot script, PDF, plain text, audio, video, archives and
+office documents) keep their type, anything else (text/html, image/svg+xml,
+XML, JavaScript, unknown types) goes out as application/octet-stream.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +54,43 @@ def upload(body: dict[str, Any]) -> Response:
     return json_response(parse(record_call("UploadAttachment", req).attachment_json), 201)
 
 
+OCTET_STREAM = "application/octet-stream"
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
+
+# Content types a download keeps; every other type is sent as application/octet-stream.
+PASSIVE_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-7z-compressed",
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "image/avif",
+        "text/plain",
+        "text/csv",
+    }
+)
+PASSIVE_PREFIXES = ("audio/", "video/", "application/vnd.openxmlformats-officedocument.")
+
+
+def safe_content_type(content_type: str) -> str:
+    """The type a download is sent with: the stored type if passive, else application/octet-stream."""
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base in PASSIVE_TYPES or base.startswith(PASSIVE_PREFIXES):
+        return base
+    return OCTET_STREAM
+
+
 def _disposition(filename: str) -> str:
-    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    """Always an attachment; the name percent-encoded (RFC 6266/5987), so no quote, CR or LF gets through."""
+    return f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @bp.get("/attachments/<attachment_id>")
@@ -73,9 +115,11 @@ def download(attachment_id: str) -> Response:
             if message.chunk:
                 yield message.chunk
 
-    resp = Response(stream_with_context(body()), mimetype=meta.get("content_type") or "application/octet-stream")
+    resp = Response(stream_with_context(body()), mimetype=safe_content_type(str(meta.get("content_type") or "")))
     filename = meta.get("filename") or meta.get("name") or attachment_id
     resp.headers["Content-Disposition"] = _disposition(str(filename))
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = DOWNLOAD_CSP
     if isinstance(meta.get("size"), int):
         resp.headers["Content-Length"] = str(meta["size"])
     return resp
