@@ -181,3 +181,22 @@ def helpers() -> Any:
         ADMIN_PASSWORD = ADMIN_PASSWORD
 
     return H
+
+
+OTHER_TENANT = "acme"
+
+
+@pytest.fixture
+def other_tenant(app: Any, client: Any) -> dict[str, Any]:
+    """A second tenant with its own built-in roles and an admin: {tenant_id, admin_id, token}."""
+    from datetime import UTC, datetime
+
+    gw = app.extensions["crm_gateway"]
+    gw.store.tenants.insert_one(
+        {"_id": OTHER_TENANT, "name": "Acme", "time_zone": "UTC", "created_at": datetime.now(UTC)}
+    )
+    gw.roles.ensure_builtins(OTHER_TENANT)
+    admin = gw.users.create(OTHER_TENANT, {"username": "boss", "password": "Secret-123", "roles": ["admin"]})
+    resp = login(client, "boss", "Secret-123", tenant=OTHER_TENANT)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return {"tenant_id": OTHER_TENANT, "admin_id": admin["_id"], "token": resp.get_json()["access_token"]}

@@ -140,6 +140,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
             {"GRPC_PORT": str(record_grpc), "HTTP_PORT": str(free_port())},
         ),
         "relay": ([py, "-m", "record_service", "relay"], {"RELAY_HTTP_PORT": str(free_port())}),
+        "gateway-relay": ([py, "-m", "gateway", "relay"], {}),
         "gateway": ([py, "-m", "gateway", "serve"], {}),
     }
     units: dict[str, Unit] = {}

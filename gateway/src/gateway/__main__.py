@@ -1,4 +1,9 @@
-"""`python -m gateway serve | seed`.
+"""`python -m gateway serve | seed | relay | tenant ...`.
+
+`tenant create | list | install-template` manages tenants (gateway.tenants).
+
+`relay` publishes the gateway outbox (user.* directory events) to the
+`gateway.events` exchange until SIGTERM (gateway.outbox).
 
 The Prometheus multiprocess directory must be in the environment before
 prometheus_client is first imported (crm_runtime imports it), so `serve` sets
@@ -60,13 +65,85 @@ def _seed() -> int:
     return 0
 
 
+def _relay() -> int:
+    import signal
+
+    from crm_runtime.config import ConfigError
+    from crm_runtime.logging import configure_logging, get_logger
+    from gateway.outbox import build_relay
+    from gateway.settings import Settings
+    from gateway.store import GatewayStore
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"gateway relay: {exc}", file=sys.stderr)
+        return 1
+    configure_logging("gateway-relay", settings.log_level)
+    log = get_logger("crm.gateway.relay")
+    store = GatewayStore.connect(settings.mongo_url, settings.gateway_db)
+    relay = build_relay(store, settings.amqp_url)
+
+    def _signal(signum: int, _frame: object) -> None:
+        log.info("shutdown_requested", signal=signum)
+        relay.stop()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    log.info("relay_started")
+    try:
+        relay.run_forever()
+    finally:
+        store.db.client.close()
+    log.info("relay_stopped")
+    return 0
+
+
+def _audit(argv: list[str]) -> int:
+    """`gateway audit verify [--tenant KEY]`: walk the operation-log hash chains (exit 1 at a break)."""
+    from crm_runtime.config import ConfigError
+    from gateway.audit import AuditLog, verify_command
+    from gateway.settings import Settings
+    from gateway.store import GatewayStore
+
+    parser = argparse.ArgumentParser(prog="gateway audit", description="The operation log.")
+    parser.add_argument("action", choices=["verify"])
+    parser.add_argument("--tenant", help="one tenant key (default: every tenant with a log)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"gateway audit: {exc}", file=sys.stderr)
+        return 2
+    store = GatewayStore.connect(settings.mongo_url, settings.gateway_db)
+    try:
+        return verify_command(
+            AuditLog(store.audit_log, store.audit_head, store.audit_settings), args.tenant, sys.stdout
+        )
+    finally:
+        store.db.client.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="gateway", description="The CRM REST gateway.")
-    parser.add_argument("command", choices=["serve", "seed"])
+    rest = sys.argv[1:] if argv is None else argv
+    if rest[:1] == ["audit"]:  # `audit verify [--tenant KEY]` has arguments of its own
+        sys.exit(_audit(rest[1:]))
+    rest = sys.argv[1:] if argv is None else list(argv)
+    if rest and rest[0] == "tenant":
+        # `tenant create | list | install-template`: its own sub-commands (gateway.tenants)
+        from gateway.tenants import tenant_main
+
+        sys.exit(tenant_main(rest[1:]))
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="The CRM REST gateway.", epilog="Tenants: python -m gateway tenant --help"
+    )
+    parser.add_argument("command", choices=["serve", "seed", "relay"])
     args = parser.parse_args(argv)
     if args.command == "seed":
         sys.exit(_seed())
+    if args.command == "relay":
+        sys.exit(_relay())
     workers = int(os.environ.get("GATEWAY_WORKERS") or 2)
     if workers > 1:
         _prepare_multiprocess_metrics()

@@ -120,4 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from gateway.routes import register_blueprints
 
     register_blueprints(app)
+    from gateway.routes import audit as audit_routes
+
+    app.register_blueprint(audit_routes.bp, url_prefix=API_PREFIX)
     return app

@@ -7,10 +7,12 @@ from typing import Any
 
 from flask import current_app
 
+from gateway.audit import AuditLog
 from gateway.clients import Services
 from gateway.departments import Departments
 from gateway.metrics import Metrics
 from gateway.passwords import Passwords
+from gateway.roles import PolicyCache, Roles
 from gateway.settings import Settings
 from gateway.store import GatewayStore
 from gateway.throttle import LoginThrottle
@@ -31,6 +33,9 @@ class Gateway:
     users: Users
     throttle: LoginThrottle
     metrics: Metrics
+    audit: AuditLog
+    roles: Roles
+    policies: PolicyCache
 
     @classmethod
     def build(cls, settings: Settings, store: GatewayStore, services: Services, metrics: Metrics) -> Gateway:
@@ -38,6 +43,7 @@ class Gateway:
         passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
         tokens = TokenService(store, settings.jwt_secret, settings.access_token_seconds, settings.refresh_token_seconds)
         departments = Departments(store)
+        roles = Roles(store)
         return cls(
             settings=settings,
             store=store,
@@ -45,9 +51,12 @@ class Gateway:
             passwords=passwords,
             tokens=tokens,
             departments=departments,
-            users=Users(store, departments, passwords, tokens),
+            users=Users(store, departments, passwords, tokens, roles),
             throttle=LoginThrottle(store.login_attempts, settings.login_max_failures, settings.login_lock_seconds),
             metrics=metrics,
+            audit=AuditLog(store.audit_log, store.audit_head, store.audit_settings),
+            roles=roles,
+            policies=PolicyCache(roles),
         )
 
 

@@ -5,10 +5,17 @@ the root down to itself: "/<root>/<child>/<self>/". A subtree is every
 department whose path starts with the root's path. A tenant has tens to a few
 hundred departments, so tree work loads the tenant's list (one indexed query on
 tenant_id) and computes in Python rather than relying on regex queries.
+
+Every request computes its user's subtree, so the list is cached in-process
+per tenant under a revision (`meta` {_id: "departments:<tenant>", rev}) that
+each write bumps after it is done: a request pays one point read of the
+revision, and the list is read again only after a change (in any process).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,8 +58,34 @@ def build_tree(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Departments:
     """Create, rename, move and delete departments; compute subtrees."""
 
-    def __init__(self, store: GatewayStore) -> None:
+    def __init__(self, store: GatewayStore, *, cache_size: int = 256) -> None:
         self._store = store
+        self._lock = threading.Lock()
+        self._trees: OrderedDict[str, tuple[int, list[tuple[str, str]]]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _revision(self, tenant_id: str) -> int:
+        doc = self._store.meta.find_one({"_id": f"departments:{tenant_id}"})
+        return int(doc["rev"]) if doc is not None else 0
+
+    def _changed(self, tenant_id: str) -> None:
+        # after the write: a reader that saw the old revision cached at worst newer data under it
+        self._store.meta.update_one({"_id": f"departments:{tenant_id}"}, {"$inc": {"rev": 1}}, upsert=True)
+
+    def _paths(self, tenant_id: str) -> list[tuple[str, str]]:
+        """(id, path) of every department of the tenant, from the cache while the revision is unchanged."""
+        rev = self._revision(tenant_id)
+        with self._lock:
+            hit = self._trees.get(tenant_id)
+            if hit is not None and hit[0] == rev:
+                self._trees.move_to_end(tenant_id)
+                return hit[1]
+        paths = [(d["_id"], d["path"]) for d in self.all(tenant_id)]
+        with self._lock:
+            self._trees[tenant_id] = (rev, paths)
+            while len(self._trees) > self._cache_size:
+                self._trees.popitem(last=False)
+        return paths
 
     def all(self, tenant_id: str) -> list[dict[str, Any]]:
         """Every department document of the tenant, ordered by path."""
@@ -75,11 +108,11 @@ class Departments:
         """The ids of `department_id` and every department below it (empty when it does not exist)."""
         if not department_id:
             return []
-        docs = self.all(tenant_id)
-        root = next((d for d in docs if d["_id"] == department_id), None)
+        paths = self._paths(tenant_id)
+        root = next((path for dep_id, path in paths if dep_id == department_id), None)
         if root is None:
             return []
-        return [d["_id"] for d in docs if d["path"].startswith(root["path"])]
+        return [dep_id for dep_id, path in paths if path.startswith(root)]
 
     def create(self, tenant_id: str, name: str, parent_id: str | None = None, sort: int = 0) -> dict[str, Any]:
         """A new department under `parent_id` (a root when empty)."""
@@ -97,6 +130,7 @@ class Departments:
             "created_at": datetime.now(UTC),
         }
         self._store.departments.insert_one(doc)
+        self._changed(tenant_id)
         return doc
 
     def ensure(self, tenant_id: str, name: str, parent_id: str | None = None, sort: int = 0) -> dict[str, Any]:
@@ -149,6 +183,7 @@ class Departments:
                     UpdateOne({"_id": sub["_id"]}, {"$set": {"path": new_prefix + sub["path"][len(old_prefix) :]}})
                 )
         self._store.departments.bulk_write(ops, ordered=True)
+        self._changed(tenant_id)
 
     def delete(self, tenant_id: str, department_id: str) -> None:
         """Delete an empty department (no users, no children)."""
@@ -158,3 +193,4 @@ class Departments:
         if has_child is not None or has_user is not None:
             raise ApiError(409, "department_not_empty")
         self._store.departments.delete_one({"_id": department_id})
+        self._changed(tenant_id)

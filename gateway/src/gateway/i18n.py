@@ -71,6 +71,100 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "cannot_delete_self": {"zh-CN": "不能删除当前登录的用户", "en": "You cannot delete the signed-in user"},
     "file_required": {"zh-CN": "请上传文件（字段 file）", "en": "Upload a file (field `file`)"},
+    # --- account security (password policy, lockout, TOTP, password change and reset)
+    "password_policy": {
+        "zh-CN": "密码不符合安全要求",
+        "en": "The password does not meet the security requirements",
+    },
+    "password_too_short": {"zh-CN": "密码至少需要 {min} 个字符", "en": "The password needs at least {min} characters"},
+    "password_too_simple": {
+        "zh-CN": "密码需包含小写字母、大写字母、数字、符号中的至少 {classes} 类（或长度不少于 {long} 个字符）",
+        "en": "The password needs at least {classes} of: lower-case, upper-case, digit, symbol (or {long}+ characters)",
+    },
+    "password_contains_username": {"zh-CN": "密码不能包含用户名", "en": "The password must not contain the username"},
+    "password_breached": {
+        "zh-CN": "该密码过于常见或已在泄露数据中出现，请换一个",
+        "en": "This password is too common or has appeared in a data breach; choose another",
+    },
+    "password_reused": {
+        "zh-CN": "新密码不能与当前密码相同",
+        "en": "The new password must differ from the current one",
+    },
+    "totp_required": {"zh-CN": "请输入动态验证码（totp_code）", "en": "Enter the authenticator code (totp_code)"},
+    "totp_invalid": {"zh-CN": "动态验证码错误或已使用", "en": "The authenticator code is wrong or already used"},
+    "totp_already_enabled": {
+        "zh-CN": "已启用两步验证；如需更换请先停用",
+        "en": "Two-factor authentication is already on; turn it off first to replace it",
+    },
+    "totp_not_pending": {
+        "zh-CN": "没有待确认的两步验证设置，请先调用 /auth/totp/setup",
+        "en": "No two-factor setup to confirm; call /auth/totp/setup first",
+    },
+    "totp_not_enabled": {"zh-CN": "尚未启用两步验证", "en": "Two-factor authentication is not on"},
+    "current_password_invalid": {"zh-CN": "当前密码错误", "en": "The current password is wrong"},
+    "password_change_required": {
+        "zh-CN": "管理员已重置您的密码，请先设置新密码",
+        "en": "Your password was reset by an administrator; set a new password first",
+    },
+    "invalid_password_change_token": {
+        "zh-CN": "改密令牌无效或已过期，请重新登录",
+        "en": "The password change token is invalid or expired; please sign in again",
+    },
+    "password_change_credentials_required": {
+        "zh-CN": "请提供 password_change_token，或登录后提供 current_password",
+        "en": "Give a password_change_token, or sign in and give current_password",
+    },
+    # --- identity: roles, users' roles and attributes, permission check
+    "role_not_found": {"zh-CN": "角色不存在：{role}", "en": "No such role: {role}"},
+    "role_exists": {"zh-CN": "角色标识已存在：{role}", "en": "A role with this key already exists: {role}"},
+    "role_in_use": {
+        "zh-CN": "仍有用户拥有角色 {role}，不能删除",
+        "en": "Users still hold the role {role}; it cannot be deleted",
+    },
+    "role_key_pattern": {
+        "zh-CN": "角色标识须以小写字母开头，只含小写字母、数字和下划线（至多 40 个字符）",
+        "en": "A role key starts with a lower-case letter and has only a-z, 0-9 and _ (at most 40 characters)",
+    },
+    "role_text_invalid": {
+        "zh-CN": '{field} 必须是至多 {limit} 个字符的文本，或 {{"zh-CN": ..., "en": ...}}',
+        "en": '{field} must be text of at most {limit} characters, or {{"zh-CN": ..., "en": ...}}',
+    },
+    "role_policy_type": {
+        "zh-CN": "权限定义 {field} 的类型不正确",
+        "en": "Permission member {field} has the wrong type",
+    },
+    "role_policy_unknown_member": {
+        "zh-CN": "权限定义中有未知成员：{field}",
+        "en": "Unknown member in the permission document: {field}",
+    },
+    "role_policy_option": {
+        "zh-CN": "权限定义 {field} 的取值不合法：{detail}",
+        "en": "Permission member {field} has an invalid value: {detail}",
+    },
+    "last_tenant_admin": {
+        "zh-CN": "租户至少需要保留一名启用的管理员",
+        "en": "The tenant must keep at least one active administrator",
+    },
+    "roles_empty": {"zh-CN": "用户至少需要一个角色", "en": "A user needs at least one role"},
+    "roles_too_many": {"zh-CN": "一个用户至多 {limit} 个角色", "en": "A user holds at most {limit} roles"},
+    "attributes_type": {
+        "zh-CN": "attributes 必须是对象（键为属性名，值为文本）",
+        "en": "attributes must be an object of short strings",
+    },
+    "attributes_too_many": {"zh-CN": "用户属性至多 {limit} 个", "en": "At most {limit} user attributes"},
+    "attribute_key_pattern": {
+        "zh-CN": "属性名不合法：{field}（字母开头，只含字母、数字和下划线）",
+        "en": "Invalid attribute name: {field} (a letter, then letters, digits and _)",
+    },
+    "attribute_value": {
+        "zh-CN": "属性值必须是至多 {limit} 个字符的文本：{field}",
+        "en": "An attribute value must be text of at most {limit} characters: {field}",
+    },
+    "unknown_action": {"zh-CN": "未知操作：{action}", "en": "Unknown action: {action}"},
+    "form_required": {
+        "zh-CN": "未指定 record_id 时必须提供 form",
+        "en": "form is required when no record_id is given",
+    },
     "titles.400": {"zh-CN": "请求错误", "en": "Bad request"},
     "titles.401": {"zh-CN": "未认证", "en": "Unauthenticated"},
     "titles.403": {"zh-CN": "禁止访问", "en": "Forbidden"},

@@ -12,7 +12,7 @@ from apiflask.fields import Boolean, Dict, File, Integer, List, Nested, Raw, Str
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import EXCLUDE, INCLUDE
 
-ROLE_CHOICES = ["admin", "manager", "sales"]
+ROLE_KEY = Length(1, 40)
 
 
 class FreeObject(Schema):
@@ -51,6 +51,9 @@ class LoginIn(Schema):
     username = String(required=True, validate=Length(1, 128))
     password = String(required=True, validate=Length(1, 1024))
     tenant = String(load_default="default", validate=Length(1, 64))
+    totp_code = String(
+        validate=Length(1, 16), metadata={"description": "current authenticator code, when two-factor is on"}
+    )
 
 
 class TokenOut(Schema):
@@ -75,6 +78,56 @@ class LogoutIn(Schema):
     refresh_token = String(validate=Length(1, 512))
 
 
+class PasswordChangeRequiredOut(ProblemOut):
+    """403 `password_change_required`: exchange the token at POST /auth/password."""
+
+    password_change_token = String(metadata={"description": "single-use, valid 10 minutes"})
+    expires_in = Integer()
+
+
+class PasswordChangeIn(Schema):
+    """A new password, proven by a password-change token, or by the signed-in user's current password."""
+
+    new_password = String(required=True, validate=Length(1, 1024))
+    password_change_token = String(validate=Length(1, 2048))
+    current_password = String(validate=Length(1, 1024))
+
+
+class TotpSetupOut(Schema):
+    """A pending TOTP secret: confirm it with POST /auth/totp/enable."""
+
+    secret = String(metadata={"description": "base32 secret (shown once)"})
+    otpauth_uri = String(metadata={"description": "otpauth://totp/... for a QR code"})
+
+
+class TotpCodeIn(Schema):
+    """A code from the authenticator app."""
+
+    code = String(required=True, validate=Length(1, 16))
+
+
+class TotpDisableIn(Schema):
+    """Turning two-factor off needs the password and a current code."""
+
+    password = String(required=True, validate=Length(1, 1024))
+    code = String(required=True, validate=Length(1, 16))
+
+
+class PasswordResetIn(Schema):
+    """An administrator's reset: a password of their choice (else one is generated)."""
+
+    password = String(validate=Length(1, 1024))
+    disable_totp = Boolean(load_default=False, metadata={"description": "also turn the user's two-factor off"})
+
+
+class PasswordResetOut(Schema):
+    """The reset's result; `temporary_password` is shown only here, once, and only when generated."""
+
+    user_id = String()
+    must_change_password = Boolean()
+    temporary_password = String()
+
+
 # --- users, departments, roles
 
 
@@ -87,7 +140,9 @@ class UserOut(Schema):
     name = String()
     email = String()
     phone = String()
-    role = String(validate=OneOf(ROLE_CHOICES))
+    role = String(metadata={"description": "the primary role key (first of `roles`)"})
+    roles = List(String(), metadata={"description": "every role key the user holds; rights are the union"})
+    attributes = Dict(keys=String(), values=String(), metadata={"description": 'e.g. {"region": "华东"}'})
     department_id = String(allow_none=True)
     manager_id = String(allow_none=True)
     active = Boolean()
@@ -113,17 +168,22 @@ class MeOut(UserOut):
     tenant = Nested(TenantOut)
     scope_departments = List(String())
     locale = String()
+    totp_enabled = Boolean(metadata={"description": "logins need an authenticator code"})
 
 
 class UserIn(Schema):
     """A new user."""
 
     username = String(required=True, validate=Length(1, 64))
-    password = String(required=True, validate=Length(8, 256))
+    password = String(required=True, validate=Length(1, 256), metadata={"description": "password policy applies"})
     name = String(validate=Length(0, 128))
     email = String(validate=Length(0, 256))
     phone = String(validate=Length(0, 64))
-    role = String(load_default="sales", validate=OneOf(ROLE_CHOICES))
+    role = String(validate=ROLE_KEY, metadata={"description": "one role key (older form of `roles`; default sales)"})
+    roles = List(String(validate=ROLE_KEY), metadata={"description": "role keys, the primary first"})
+    attributes = Dict(
+        keys=String(), values=String(), metadata={"description": "short strings role conditions may name"}
+    )
     department_id = String(allow_none=True)
     manager_id = String(allow_none=True)
     active = Boolean(load_default=True)
@@ -132,11 +192,13 @@ class UserIn(Schema):
 class UserPatch(Schema):
     """Changes to a user (any subset)."""
 
-    password = String(validate=Length(8, 256))
+    password = String(validate=Length(1, 256), metadata={"description": "password policy applies"})
     name = String(validate=Length(0, 128))
     email = String(validate=Length(0, 256))
     phone = String(validate=Length(0, 64))
-    role = String(validate=OneOf(ROLE_CHOICES))
+    role = String(validate=ROLE_KEY)
+    roles = List(String(validate=ROLE_KEY))
+    attributes = Dict(keys=String(), values=String())
     department_id = String(allow_none=True)
     manager_id = String(allow_none=True)
     active = Boolean()
@@ -204,18 +266,66 @@ class DepartmentListOut(Schema):
 
 
 class RoleOut(Schema):
-    """A role and its data scope."""
+    """A role: its permission document (docs/security.md) and a summary."""
 
     key = String()
-    name = String()
-    data_scope = String(metadata={"description": "all | department_subtree | own"})
+    name = String(metadata={"description": "in the request's language"})
     description = String()
+    permissions = Dict(metadata={"description": "{tenant_admin, default, forms}"})
+    tenant_admin = Boolean()
+    data_scope = String(metadata={"description": "the default rule's scope: own | department | department_tree | all"})
+    builtin = Boolean(metadata={"description": "one of the seeded admin, manager, sales (still editable)"})
+    version = Integer(metadata={"description": "bumped on every change"})
+    created_at = String()
+    updated_at = String()
+
+
+class RoleItem(RoleOut):
+    """A role in a list."""
 
 
 class RoleListOut(Schema):
     """Roles."""
 
-    items = List(Nested(RoleOut))
+    items = List(Nested(RoleItem))
+
+
+class RoleIn(Schema):
+    """A new role."""
+
+    key = String(required=True, validate=Length(1, 40), metadata={"description": "[a-z][a-z0-9_]*"})
+    name = Raw(metadata={"description": 'a string or {"zh-CN": "...", "en": "..."}'})
+    description = Raw(metadata={"description": 'a string or {"zh-CN": "...", "en": "..."}'})
+    permissions = Raw(load_default=dict, metadata={"description": "the permission document"})
+
+
+class RolePatch(Schema):
+    """Changes to a role (any subset)."""
+
+    name = Raw()
+    description = Raw()
+    permissions = Raw()
+
+
+class PermissionCheckQuery(Schema):
+    """Can user U do action A on form F (or record R)?"""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    user_id = String(required=True, validate=Length(1, 64))
+    form = String(validate=Length(1, 128), metadata={"description": "form key (or id, with record_id)"})
+    action = String(required=True, validate=Length(1, 32))
+    record_id = String(validate=Length(1, 64))
+
+
+class PermissionCheckOut(Schema):
+    """The answer and its reasons."""
+
+    allowed = Boolean()
+    reasons = List(Dict(), metadata={"description": "[{code: action_granted|in_scope|out_of_scope|...}]"})
+    hidden_fields = List(String())
+    readonly_fields = List(String())
 
 
 # --- proxied: apps and forms
@@ -380,6 +490,14 @@ class DuplicatesIn(Schema):
     limit = Integer(validate=Range(1, 100))
 
 
+class ShareIn(Schema):
+    """Share a record with a user or a department."""
+
+    target_kind = String(required=True, validate=OneOf(["user", "department"]))
+    target_id = String(required=True, validate=Length(1, 64))
+    access = String(load_default="read", validate=OneOf(["read", "edit"]))
+
+
 class MergeIn(Schema):
     """Merge the loser into the winner."""
 
@@ -394,3 +512,79 @@ class UploadIn(Schema):
     file = File(required=True)
     form_id = String()
     field_key = String()
+
+
+# --- operation log (gateway.audit)
+
+
+class AuditQuery(Schema):
+    """Operation-log filters (exact matches; `from` <= at < `to`)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    actor_id = String(validate=Length(1, 128))
+    action = String(validate=Length(1, 128), metadata={"example": "user.update"})
+    object_type = String(validate=Length(1, 64), metadata={"example": "user"})
+    object_id = String(validate=Length(1, 256))
+    since = String(
+        data_key="from",
+        metadata={"description": "ISO-8601 time, inclusive (no offset: the tenant's time zone)"},
+    )
+    until = String(
+        data_key="to",
+        metadata={"description": "ISO-8601 time, exclusive (no offset: the tenant's time zone)"},
+    )
+    cursor = String(metadata={"description": "next_cursor of the previous page"})
+    page_size = Integer(load_default=50, validate=Range(1, 200))
+
+
+class AuditEntryOut(Schema):
+    """One operation-log entry."""
+
+    id = String()
+    seq = Integer(metadata={"description": "1, 2, 3, ... per tenant"})
+    at = String(metadata={"description": "UTC, milliseconds"})
+    actor_id = String()
+    actor_name = String()
+    action = String()
+    object_type = String()
+    object_id = String()
+    summary = String()
+    details = Dict()
+    address = String()
+    user_agent = String()
+    request_id = String()
+    prev_hash = String()
+    hash = String(metadata={"description": "SHA-256 of the canonical JSON of the entry without `hash`"})
+
+
+class AuditListOut(Schema):
+    """A page of entries, newest first."""
+
+    items = List(Nested(AuditEntryOut))
+    next_cursor = String(allow_none=True)
+
+
+class AuditVerifyOut(Schema):
+    """The result of walking the tenant's hash chain."""
+
+    tenant_id = String()
+    ok = Boolean()
+    entries = Integer(metadata={"description": "entries verified before the first break (all when ok)"})
+    first_broken_seq = Integer(allow_none=True)
+    reason = String(allow_none=True, metadata={"description": "missing | prev_hash | hash"})
+
+
+class AuditSettingsIn(Schema):
+    """The forms whose record reads are logged."""
+
+    sensitive_forms = List(String(validate=Length(1, 128)), required=True, validate=Length(0, 200))
+
+
+class AuditSettingsOut(Schema):
+    """The tenant's operation-log settings."""
+
+    sensitive_forms = List(String(), metadata={"description": "form keys"})
+    updated_at = String(allow_none=True)
+    updated_by = String(allow_none=True)

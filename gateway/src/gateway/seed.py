@@ -1,6 +1,10 @@
-"""First-start data: the default tenant, departments, the admin user and the CRM template.
+"""First-start data: the default tenant, departments, the roles, the admin user and the CRM template.
 
 Idempotent: run by `python -m gateway seed` and at every `serve` start-up.
+Every tenant gets the built-in roles (admin, manager, sales) it lacks, user
+documents from before multi-role users get `roles = [role]`, and, once per
+installation (a `meta` flag), a user.updated event per existing user fills
+the record service's directory replica.
 The admin password comes from CRM_ADMIN_PASSWORD or is generated once into
 <CRM_DATA_DIR>/admin-password (mode 600) and re-used; only that path is logged.
 """
@@ -22,11 +26,13 @@ from crm_runtime.logging import get_logger
 from crm_runtime.principal import Principal
 from gateway.clients import ServiceClient
 from gateway.departments import Departments
+from gateway.outbox import backfill_user_directory
 from gateway.passwords import Passwords
+from gateway.roles import Roles
 from gateway.settings import Settings
 from gateway.store import GatewayStore
 from gateway.tokens import TokenService
-from gateway.users import Users
+from gateway.users import Users, migrate_users
 
 log = get_logger("crm.gateway.seed")
 
@@ -77,6 +83,12 @@ def seed_directory(settings: Settings, store: GatewayStore) -> SeedResult:
         {"$setOnInsert": {"name": "默认租户", "time_zone": settings.tenant_tz, "created_at": now}},
         upsert=True,
     )
+    roles = Roles(store)
+    for tenant in store.tenants.find({}, {"_id": 1}):
+        roles.ensure_builtins(str(tenant["_id"]))
+    migrated = migrate_users(store, roles)
+    if migrated:
+        log.info("users_migrated_to_roles", count=migrated)
     departments = Departments(store)
     first_id = ""
     for sort, (name, children) in enumerate(DEPARTMENTS):
@@ -85,7 +97,7 @@ def seed_directory(settings: Settings, store: GatewayStore) -> SeedResult:
         for child_sort, child in enumerate(children):
             departments.ensure(DEFAULT_TENANT, child, parent["_id"], child_sort)
     passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
-    users = Users(store, departments, passwords, TokenService(store, settings.jwt_secret))
+    users = Users(store, departments, passwords, TokenService(store, settings.jwt_secret), roles)
     admin = users.by_username(DEFAULT_TENANT, ADMIN_USERNAME)
     created = False
     if admin is None:
@@ -97,7 +109,7 @@ def seed_directory(settings: Settings, store: GatewayStore) -> SeedResult:
                 "username": ADMIN_USERNAME,
                 "password": password,
                 "name": "系统管理员",
-                "role": "admin",
+                "roles": ["admin"],
                 "department_id": first_id,
                 "active": True,
             },
@@ -110,6 +122,9 @@ def seed_directory(settings: Settings, store: GatewayStore) -> SeedResult:
             users.set_password(DEFAULT_TENANT, admin["_id"], settings.admin_password)
     if path is not None:
         log.info("admin_password_file", path=str(path))
+    backfilled = backfill_user_directory(store)
+    if backfilled:
+        log.info("user_directory_backfill", events=backfilled)
     return SeedResult(DEFAULT_TENANT, admin["_id"], created, path, False)
 
 

@@ -15,11 +15,12 @@ MIB = 1024 * 1024
 class Settings:
     """Everything the gateway reads from the environment.
 
-    MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, GATEWAY_PORT (8080),
+    MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, AMQP_URL, GATEWAY_PORT (8080),
     GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
     CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL,
     GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create),
-    GATEWAY_RATE_LIMIT (100 requests/s per client and worker, 0 = off), GATEWAY_RATE_BURST (400).
+    GATEWAY_RATE_LIMIT (100 requests/s per client and worker, 0 = off), GATEWAY_RATE_BURST (400),
+    GATEWAY_TRUSTED_PROXIES (0: the client address is the socket peer; N: the N-th X-Forwarded-For from the right).
     """
 
     jwt_secret: str
@@ -27,6 +28,7 @@ class Settings:
     gateway_db: str = "crm_gateway"
     form_grpc_addr: str = "127.0.0.1:50051"
     record_grpc_addr: str = "127.0.0.1:50052"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     port: int = 8080
     workers: int = 2
     threads: int = 16
@@ -44,6 +46,8 @@ class Settings:
     grpc_timeout: float = 60.0
     # a 10,000-row bulk create writes records, history and outbox in one call
     bulk_grpc_timeout: float = 600.0
+    # reverse proxies in front of the gateway whose X-Forwarded-For is believed (operation log addresses)
+    trusted_proxies: int = 0
     # requests a second per client (token or address) and burst, per worker; 0 turns it off
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 400
@@ -63,6 +67,7 @@ class Settings:
             gateway_db=env_str("GATEWAY_DB", cls.gateway_db),
             form_grpc_addr=env_str("FORM_GRPC_ADDR", cls.form_grpc_addr),
             record_grpc_addr=env_str("RECORD_GRPC_ADDR", cls.record_grpc_addr),
+            amqp_url=env_str("AMQP_URL", cls.amqp_url),
             port=env_int("GATEWAY_PORT", cls.port),
             workers=env_int("GATEWAY_WORKERS", cls.workers),
             threads=env_int("GATEWAY_THREADS", cls.threads),
@@ -74,4 +79,5 @@ class Settings:
             rate_limit_per_second=float(env_int("GATEWAY_RATE_LIMIT", int(cls.rate_limit_per_second))),
             rate_limit_burst=env_int("GATEWAY_RATE_BURST", cls.rate_limit_burst),
             bulk_grpc_timeout=float(env_int("GATEWAY_BULK_GRPC_TIMEOUT", int(cls.bulk_grpc_timeout))),
+            trusted_proxies=env_int("GATEWAY_TRUSTED_PROXIES", cls.trusted_proxies),
         )

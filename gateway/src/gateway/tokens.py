@@ -5,6 +5,13 @@ refresh token. Only the SHA-256 of a refresh token is stored. Each refresh
 marks its token used (one atomic find-and-modify on _id) and issues a new
 pair; presenting a used token again means it leaked, so the whole session is
 revoked and both holders must sign in again.
+
+The access token names its session (`sid`) and the user's `auth_version`
+(`av`). Its other claims (role, department, name) are informational: every
+request re-reads the session and the user (gateway.auth.authenticate), so a
+logout, a deactivation, a deletion, a password change or a role change (each
+bumps the user's auth_version or revokes the session) takes effect on the next
+request, not when the token expires.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class Claims:
     department_id: str
     user_name: str
     session_id: str
+    auth_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,11 @@ class TokenService:
             "iss": ISSUER,
             "sub": user["_id"],
             "tenant": user["tenant_id"],
-            "role": user["role"],
+            "role": (user.get("roles") or [user.get("role") or ""])[0],
             "dept": user.get("department_id") or "",
             "name": user.get("name") or user["username"],
             "sid": session_id,
+            "av": int(user.get("auth_version", 0)),
             "typ": "access",
             "jti": uuid.uuid4().hex,
             "iat": int(now.timestamp()),
@@ -131,19 +140,20 @@ class TokenService:
                 self._secret,
                 algorithms=["HS256"],
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "tenant", "role", "sid"]},
+                options={"require": ["exp", "iat", "sub", "tenant", "sid", "av"]},
             )
         except jwt.PyJWTError:
             return None
-        if payload.get("typ") != "access":
+        if payload.get("typ") != "access" or not isinstance(payload["av"], int):
             return None
         return Claims(
             tenant_id=str(payload["tenant"]),
             user_id=str(payload["sub"]),
-            role=str(payload["role"]),
+            role=str(payload.get("role") or ""),
             department_id=str(payload.get("dept") or ""),
             user_name=str(payload.get("name") or ""),
             session_id=str(payload["sid"]),
+            auth_version=int(payload["av"]),
         )
 
     def refresh(self, refresh_token: str, load_user: Callable[[str, str], dict[str, Any] | None]) -> TokenPair:
@@ -177,10 +187,14 @@ class TokenService:
 
     def session_active(self, session_id: str) -> bool:
         """True while the session is neither revoked nor expired."""
+        return self.live_session(session_id) is not None
+
+    def live_session(self, session_id: str) -> dict[str, Any] | None:
+        """The session document while it is neither revoked nor expired (one read on _id), else None."""
         session = self._store.sessions.find_one({"_id": session_id})
-        return bool(
-            session is not None and session.get("revoked_at") is None and session["expires_at"] > datetime.now(UTC)
-        )
+        if session is None or session.get("revoked_at") is not None or session["expires_at"] <= datetime.now(UTC):
+            return None
+        return session  # type: ignore[no-any-return]
 
     def revoke_session(self, session_id: str) -> None:
         """End a session: its refresh tokens stop working."""

@@ -98,10 +98,15 @@ def test_manager_scope_is_the_department_subtree(
     assert verified is not None and set(verified.scope_departments) == expected
 
 
-def test_sales_has_no_scope_departments(client: Any, helpers: Any, admin_token: str) -> None:
+def test_scope_departments_are_the_users_subtree_whatever_the_role(client: Any, helpers: Any, admin_token: str) -> None:
+    # the subtree is always computed; the policy (sales: scope own) decides whether it is used
     depts = _departments(client, helpers, admin_token)
     _user(client, helpers, admin_token, username="rep", role="sales", department_id=depts["销售一组"]["id"])
     token = helpers.login(client, "rep", "Secret-123").get_json()["access_token"]
+    me = client.get("/api/v1/me", headers=helpers.bearer(token)).get_json()
+    assert me["scope_departments"] == [depts["销售一组"]["id"]]
+    _user(client, helpers, admin_token, username="loner", role="sales")
+    token = helpers.login(client, "loner", "Secret-123").get_json()["access_token"]
     assert client.get("/api/v1/me", headers=helpers.bearer(token)).get_json()["scope_departments"] == []
 
 
@@ -136,6 +141,8 @@ def test_delete_department_only_when_empty(client: Any, helpers: Any, admin_toke
 def test_roles_describe_their_scope(client: Any, helpers: Any, admin_token: str) -> None:
     zh = client.get("/api/v1/roles", headers=helpers.bearer(admin_token)).get_json()["items"]
     assert [r["key"] for r in zh] == ["admin", "manager", "sales"]
-    assert {r["key"]: r["data_scope"] for r in zh} == {"admin": "all", "manager": "department_subtree", "sales": "own"}
+    assert {r["key"]: r["data_scope"] for r in zh} == {"admin": "all", "manager": "department_tree", "sales": "own"}
+    assert [r["tenant_admin"] for r in zh] == [True, False, False]
+    assert zh[0]["permissions"]["default"]["scope"] == "all" and zh[0]["version"] == 1
     en = client.get("/api/v1/roles", headers=helpers.bearer(admin_token, "en")).get_json()["items"]
     assert en[2]["name"] == "Sales" and zh[2]["name"] == "销售"

@@ -7,8 +7,8 @@ from apiflask import APIFlask
 
 def register_blueprints(app: APIFlask) -> None:
     """Attach every blueprint to `app`."""
-    from gateway.routes import apps_forms, attachments, auth, departments, ops, records, roles, users
+    from gateway.routes import apps_forms, attachments, auth, departments, ops, permissions, records, roles, users
 
-    for module in (auth, users, departments, roles, apps_forms, records, attachments):
+    for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments):
         app.register_blueprint(module.bp, url_prefix="/api/v1")
     app.register_blueprint(ops.bp)

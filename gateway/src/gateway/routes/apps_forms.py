@@ -8,6 +8,7 @@ from apiflask import APIBlueprint
 from flask import Response
 
 from crm.form.v1 import form_pb2
+from gateway.audit import audited
 from gateway.auth import auth as token_auth
 from gateway.responses import dumps, json_response, parse
 from gateway.routes._proxy import form_call
@@ -33,6 +34,7 @@ def list_apps() -> Response:
 @bp.input(AppIn, arg_name="body")
 @bp.output(FreeObject, status_code=201)
 @bp.doc(summary="Create an app", tags=["Apps"], responses=[201, 401, 403, 409, 422])
+@audited("app.create", "app")
 def create_app_route(body: dict[str, Any]) -> Response:
     """A new app."""
     req = form_pb2.CreateAppRequest(
@@ -44,7 +46,12 @@ def create_app_route(body: dict[str, Any]) -> Response:
 @bp.get("/apps/<app_id>/forms")
 @bp.auth_required(token_auth)
 @bp.output(ListOut)
-@bp.doc(summary="List the forms of an app", tags=["Apps"])
+@bp.doc(
+    summary="List the forms of an app",
+    description="Only forms the caller may view or manage (tenant admins: every form).",
+    tags=["Apps"],
+    responses=[200, 401, 404],
+)
 def list_forms(app_id: str) -> Response:
     """Forms of one app."""
     resp = form_call("ListForms", form_pb2.ListFormsRequest(app_id=app_id))
@@ -60,6 +67,7 @@ def list_forms(app_id: str) -> Response:
     description='Body: {"key"?, "name": {...}, "fields": [...], "title_field"?} (see the field-definition format).',
     responses=[201, 401, 403, 409, 422],
 )
+@audited("form.create", "form")
 def create_form(app_id: str, body: dict[str, Any]) -> Response:
     """A new form (draft) in an app."""
     resp = form_call("CreateForm", form_pb2.CreateFormRequest(app_id=app_id, form_json=dumps(body)))
@@ -69,7 +77,11 @@ def create_form(app_id: str, body: dict[str, Any]) -> Response:
 @bp.get("/forms/<form>")
 @bp.auth_required(token_auth)
 @bp.output(FreeObject)
-@bp.doc(summary="Get a form (id or key)", description="The draft plus the published version number.")
+@bp.doc(
+    summary="Get a form (id or key)",
+    description="The draft plus the published version number; 404 for a form the caller may not view.",
+    responses=[200, 401, 404],
+)
 def get_form(form: str) -> Response:
     """One form."""
     return json_response(parse(form_call("GetForm", form_pb2.GetFormRequest(form_id=form)).form_json))
@@ -81,9 +93,11 @@ def get_form(form: str) -> Response:
 @bp.output(FreeObject)
 @bp.doc(
     summary="Update a form draft",
-    description="Partial: name, fields (whole list), title_field; `expected_revision` checks the draft revision.",
+    description="Partial: name, fields (whole list), title_field; `expected_revision` checks the draft revision. "
+    "Tenant admins, or users with the `manage` action on the form.",
     responses=[200, 401, 403, 404, 409, 422],
 )
+@audited("form.update", "form", id_arg="form")
 def update_form(form: str, body: dict[str, Any]) -> Response:
     """Change the draft."""
     patch = dict(body)
@@ -95,7 +109,12 @@ def update_form(form: str, body: dict[str, Any]) -> Response:
 @bp.post("/forms/<form>/publish")
 @bp.auth_required(token_auth)
 @bp.output(PublishOut)
-@bp.doc(summary="Publish the draft as a new version", responses=[200, 401, 403, 404, 422])
+@bp.doc(
+    summary="Publish the draft as a new version",
+    description="Tenant admins, or users with the `manage` action on the form.",
+    responses=[200, 401, 403, 404, 422],
+)
+@audited("form.publish", "form", id_arg="form", result_keys=("version",))
 def publish_form(form: str) -> Response:
     """Publish; returns the published form with its `version`."""
     resp = form_call("PublishForm", form_pb2.PublishFormRequest(form_id=form))
@@ -131,7 +150,12 @@ def field_types() -> Response:
 @bp.post("/templates/<template>/install")
 @bp.auth_required(token_auth)
 @bp.output(InstallOut)
-@bp.doc(summary="Install an app template (e.g. crm)", description="Idempotent: `created` is false when present.")
+@bp.doc(
+    summary="Install an app template (e.g. crm)",
+    description="Tenant admins. Idempotent: `created` is false when present.",
+    responses=[200, 401, 403, 404],
+)
+@audited("template.install", "template", id_arg="template", result_keys=("created",))
 def install_template(template: str) -> Response:
     """Install a built-in template."""
     resp = form_call("InstallTemplate", form_pb2.InstallTemplateRequest(template=template))

@@ -7,6 +7,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response
 
+from gateway.audit import audited
 from gateway.auth import auth as token_auth
 from gateway.auth import current_claims
 from gateway.context import gateway
@@ -34,6 +35,7 @@ def list_departments() -> Response:
 @bp.input(DepartmentIn, arg_name="body")
 @bp.output(DepartmentOut, status_code=201)
 @bp.doc(summary="Create a department (admin)", responses=[201, 401, 403, 404, 422])
+@audited("department.create", "department")
 def create_department(body: dict[str, Any]) -> Response:
     """A new department."""
     doc = gateway().departments.create(current_claims().tenant_id, body["name"], body.get("parent_id"), body["sort"])
@@ -54,6 +56,7 @@ def get_department(department_id: str) -> Response:
 @bp.input(DepartmentPatch, arg_name="body")
 @bp.output(DepartmentOut)
 @bp.doc(summary="Rename or move a department (admin)", responses=[200, 401, 403, 404, 409, 422])
+@audited("department.update", "department", id_arg="department_id")
 def update_department(department_id: str, body: dict[str, Any]) -> Response:
     """Rename, reorder, or move when `parent_id` is given."""
     doc = gateway().departments.update(
@@ -72,6 +75,7 @@ def update_department(department_id: str, body: dict[str, Any]) -> Response:
 @bp.input(DepartmentMoveIn, arg_name="body")
 @bp.output(DepartmentOut)
 @bp.doc(summary="Move a department (admin)", description="Refuses a move under itself or its subtree (409).")
+@audited("department.move", "department", id_arg="department_id")
 def move_department(department_id: str, body: dict[str, Any]) -> Response:
     """Move under another parent (null: to the root)."""
     doc = gateway().departments.update(
@@ -84,6 +88,7 @@ def move_department(department_id: str, body: dict[str, Any]) -> Response:
 @bp.auth_required(token_auth, roles=["admin"])
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete an empty department (admin)", responses=[204, 401, 403, 404, 409])
+@audited("department.delete", "department", id_arg="department_id")
 def delete_department(department_id: str) -> Response:
     """Delete a department without users or children."""
     gateway().departments.delete(current_claims().tenant_id, department_id)

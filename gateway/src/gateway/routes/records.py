@@ -10,6 +10,7 @@ from flask import Response
 
 import crm_schema
 from crm.record.v1 import record_pb2
+from gateway.audit import audit_import, audit_record_view
 from gateway.auth import auth as token_auth
 from gateway.context import gateway
 from gateway.errors import ApiError
@@ -31,6 +32,7 @@ from gateway.schemas import (
     RecordIn,
     RecordListOut,
     RecordPatch,
+    ShareIn,
     View360Query,
 )
 
@@ -141,6 +143,7 @@ def create_record(form: str, body: dict[str, Any]) -> Response:
     description="Up to 10,000 records per request; this endpoint accepts bodies up to 32 MiB.",
     responses=[201, 401, 403, 404, 409, 413, 422],
 )
+@audit_import
 def bulk_create(form: str, body: dict[str, Any]) -> Response:
     """Many records at once."""
     req = record_pb2.BulkCreateRecordsRequest(form_id=form, records_json=dumps(body["records"]))
@@ -172,6 +175,7 @@ def query_records(form: str, body: dict[str, Any]) -> Response:
 @bp.auth_required(token_auth)
 @bp.output(FreeObject)
 @bp.doc(summary="Get a record", responses=[200, 401, 403, 404])
+@audit_record_view
 def get_record(record_id: str) -> Response:
     """One record."""
     return json_response(parse(record_call("GetRecord", record_pb2.GetRecordRequest(record_id=record_id)).record_json))
@@ -257,6 +261,47 @@ def find_duplicates(form: str, body: dict[str, Any]) -> Response:
         limit=body.get("limit", 0),
     )
     return json_response({"items": [parse(c) for c in record_call("FindDuplicates", req).candidates_json]})
+
+
+_SHARE_KINDS = {
+    "user": record_pb2.SHARE_TARGET_KIND_USER,
+    "department": record_pb2.SHARE_TARGET_KIND_DEPARTMENT,
+}
+_SHARE_ACCESS = {"read": record_pb2.SHARE_ACCESS_READ, "edit": record_pb2.SHARE_ACCESS_EDIT}
+
+
+@bp.post("/records/<record_id>/shares")
+@bp.auth_required(token_auth)
+@bp.input(ShareIn, arg_name="body")
+@bp.output(FreeObject)
+@bp.doc(
+    summary="Share a record",
+    description=(
+        "With a user or a department, `read` or `edit`, whatever their roles' data scope. Needs edit access "
+        "to the record (or `assign` with the record in scope). Sharing again with the same target replaces "
+        "the earlier share."
+    ),
+    responses=[200, 401, 403, 404, 422],
+)
+def share_record(record_id: str, body: dict[str, Any]) -> Response:
+    """The record with its new `shares`."""
+    req = record_pb2.ShareRecordRequest(
+        record_id=record_id,
+        target_kind=_SHARE_KINDS[body["target_kind"]],
+        target_id=body["target_id"],
+        access=_SHARE_ACCESS[body["access"]],
+    )
+    return json_response(parse(record_call("ShareRecord", req).record_json))
+
+
+@bp.delete("/records/<record_id>/shares/<any(user, department):kind>/<target_id>")
+@bp.auth_required(token_auth)
+@bp.output(FreeObject)
+@bp.doc(summary="Stop sharing a record", responses=[200, 401, 403, 404])
+def unshare_record(record_id: str, kind: str, target_id: str) -> Response:
+    """The record without that share (unchanged when it was not shared with the target)."""
+    req = record_pb2.UnshareRecordRequest(record_id=record_id, target_kind=_SHARE_KINDS[kind], target_id=target_id)
+    return json_response(parse(record_call("UnshareRecord", req).record_json))
 
 
 @bp.post("/records/merge")
