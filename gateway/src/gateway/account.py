@@ -23,7 +23,7 @@ from gateway.errors import ApiError
 from gateway.i18n import t
 from gateway.passwords import Passwords, check_password, generate_password
 from gateway.store import GatewayStore
-from gateway.tokens import ISSUER
+from gateway.tokens import ISSUER, decode_jwt
 from gateway.totp import Totp
 from gateway.users import Users
 
@@ -79,16 +79,7 @@ class Account:
 
     def user_of_change_token(self, token: str) -> dict[str, Any]:
         """The user a valid, unspent password-change token was issued to; 401 otherwise."""
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "tenant", "typ", "ph"]},
-            )
-        except jwt.PyJWTError:
-            payload = {}
+        payload = decode_jwt(token, self._secret, ("exp", "iat", "sub", "tenant", "typ", "ph")) or {}
         user = None
         if payload.get("typ") == CHANGE_TOKEN_TYPE:
             user = self._users.find(str(payload["tenant"]), str(payload["sub"]))

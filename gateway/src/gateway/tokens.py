@@ -66,6 +66,17 @@ class TokenPair:
         }
 
 
+def decode_jwt(token: str, secret: str, required: tuple[str, ...]) -> dict[str, Any] | None:
+    """The payload of a gateway-issued HS256 JWT carrying `required` claims, or None (bad, expired, forged)."""
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": list(required)}
+        )
+    except jwt.PyJWTError:
+        return None
+    return payload
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -134,15 +145,8 @@ class TokenService:
 
     def verify_access(self, token: str) -> Claims | None:
         """The claims of a valid access token, or None."""
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "tenant", "sid", "av"]},
-            )
-        except jwt.PyJWTError:
+        payload = decode_jwt(token, self._secret, ("exp", "iat", "sub", "tenant", "sid", "av"))
+        if payload is None:
             return None
         if payload.get("typ") != "access" or not isinstance(payload["av"], int):
             return None
