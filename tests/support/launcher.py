@@ -83,10 +83,13 @@ class Platform:
         return self.units[name].log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        """Stop every unit, then the store."""
+        """Stop every unit, then the store; drop this platform's durable queues from the shared broker."""
         for unit in reversed(list(self.units.values())):
             unit.stop()
         self.store.stop()
+        _delete_queues(
+            self.env["AMQP_URL"], [self.env["RECORD_DIRECTORY_QUEUE"], self.env["RECORD_DIRECTORY_QUEUE"] + ".dlq"]
+        )
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
@@ -108,6 +111,23 @@ def _wait_ready(url: str, timeout: float, units: dict[str, Unit]) -> None:
     raise RuntimeError(f"{url} not ready within {timeout} s")
 
 
+def _delete_queues(url: str, names: list[str]) -> None:
+    """Delete queues (missing ones are fine); a broker that is down leaves them."""
+    import pika
+
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception:  # noqa: BLE001 - best effort clean-up
+        return
+    try:
+        for name in names:
+            conn.channel().queue_delete(queue=name)
+    except Exception:  # noqa: BLE001 - best effort clean-up
+        pass
+    finally:
+        conn.close()
+
+
 def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None) -> Platform:
     """Start store, services, relay and gateway; return when the gateway is ready."""
     store = start_store()
@@ -125,6 +145,8 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "CRM_ADMIN_PASSWORD": password,
         "JWT_SECRET": secrets.token_urlsafe(32),
         "CRM_INTERNAL_SECRET": os.environ.get("CRM_INTERNAL_SECRET") or secrets.token_urlsafe(32),
+        # one broker serves every platform on this machine: each its own durable directory queue
+        "RECORD_DIRECTORY_QUEUE": f"record.directory.test-{secrets.token_hex(6)}",
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "TENANT_TZ": "Asia/Shanghai",
         "LOG_LEVEL": "WARNING",

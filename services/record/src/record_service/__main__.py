@@ -30,7 +30,7 @@ def serve() -> None:
     db = connect_store(settings.mongo_url, settings.record_db)
     forms = CachedFormSource(GrpcFormSource(settings.form_grpc_addr))
     consumer = form_cache_consumer(settings.amqp_url, forms, db)
-    users = directory_consumer(settings.amqp_url, MongoDirectory(db), db)
+    users = directory_consumer(settings.amqp_url, MongoDirectory(db), db, queue=settings.directory_queue)
     files = AttachmentStore(db)
     server = build_record_server(
         db,

@@ -13,13 +13,16 @@ from crm_runtime.config import BaseSettings, ConfigError, env_int, env_str
 @dataclass(frozen=True)
 class Settings(BaseSettings):
     """MONGO_URL, AMQP_URL, GRPC_PORT (50052), HTTP_PORT (8082), LOG_LEVEL, RECORD_DB (crm_record),
-    FORM_GRPC_ADDR (127.0.0.1:50051), FIELD_ENCRYPTION_KEY, TENANT_TZ (Asia/Shanghai), RELAY_HTTP_PORT (8083)."""
+    FORM_GRPC_ADDR (127.0.0.1:50051), FIELD_ENCRYPTION_KEY, TENANT_TZ (Asia/Shanghai), RELAY_HTTP_PORT (8083),
+    RECORD_DIRECTORY_QUEUE (record.directory: the durable queue of the gateway's user events; installations
+    sharing one broker each need their own, or they take each other's events)."""
 
     record_db: str = "crm_record"
     form_grpc_addr: str = "127.0.0.1:50051"
     field_encryption_key: str = ""
     tenant_tz: str = "Asia/Shanghai"
     relay_http_port: int = 8083
+    directory_queue: str = "record.directory"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,6 +40,7 @@ class Settings(BaseSettings):
             field_encryption_key=env_str("FIELD_ENCRYPTION_KEY", ""),
             tenant_tz=tz,
             relay_http_port=env_int("RELAY_HTTP_PORT", 8083),
+            directory_queue=env_str("RECORD_DIRECTORY_QUEUE", "record.directory"),
         )
 
     def require_encryption_key(self) -> str:
