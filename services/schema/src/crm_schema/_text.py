@@ -7,6 +7,11 @@ import unicodedata
 from typing import Any
 
 _SPACES = re.compile(r"\s+")
+# C0 and C1 control characters (tab, line feed and carriage return are handled by the callers),
+# DEL, and the bidirectional embedding/override/isolate controls that can make stored text
+# display differently from what it says ("Trojan Source").
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile("[\t\r\n\u2028\u2029]")
 
 
 def to_half_width(text: str) -> str:
@@ -21,6 +26,18 @@ def to_half_width(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def strip_controls(text: str, *, multiline: bool) -> str:
+    """Text without control and bidi-override characters.
+
+    multiline keeps tabs and line breaks (CR LF and CR become LF); otherwise each
+    tab, line break or line/paragraph separator becomes one space.
+    """
+    text = _CONTROLS.sub("", text)
+    if multiline:
+        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    return _LINE_BREAKS.sub(" ", text)
 
 
 def collapse_spaces(text: str) -> str:

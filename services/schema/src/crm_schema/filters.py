@@ -6,7 +6,7 @@ from typing import Any
 
 from crm_runtime.errors import ValidationFailed
 from crm_schema import values as v
-from crm_schema._text import field_label
+from crm_schema._text import field_label, strip_controls
 from crm_schema.context import Invalid, ValidationContext
 from crm_schema.registry import FIELD_TYPES, LIST_OPS
 from crm_schema.validation import contains_operator, field_error
@@ -70,7 +70,7 @@ def _coerce_one(field: dict[str, Any], value: Any, op: str, ctx: ValidationConte
     if op in ("contains", "starts_with") and ftype not in ("tags",):
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise Invalid("type", field_type="text")
-        text = str(value).strip()
+        text = strip_controls(str(value), multiline=False).strip()
         if ftype in ("mobile", "phone"):
             text = "".join(ch for ch in text if ch.isdigit() or ch == "-")
         if not text:

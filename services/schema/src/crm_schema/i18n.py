@@ -30,6 +30,14 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "zh-CN": "「{label}」长度不能超过 {max_length}",
         "en": "{label} must be at most {max_length} long",
     },
+    "number_range": {
+        "zh-CN": "「{label}」超出允许范围：须在 {min} 到 {max} 之间（整数部分最多 15 位）",
+        "en": "{label} is out of range: it must be between {min} and {max} (at most 15 digits before the point)",
+    },
+    "date_range": {
+        "zh-CN": "「{label}」超出支持的日期范围（{min} 至 {max}，按 UTC 计）",
+        "en": "{label} is outside the supported dates ({min} to {max}, in UTC)",
+    },
     "regex": {"zh-CN": "「{label}」的格式不符合要求", "en": "{label} does not match the required pattern"},
     "option": {"zh-CN": "「{label}」的值「{value}」不是可选项", "en": "{value} is not an option of {label}"},
     "format": {"zh-CN": "「{label}」的格式不正确", "en": "{label} is not in a valid format"},

@@ -51,7 +51,19 @@ class FieldType:
             "searchable": self.searchable,
             "unique_allowed": self.unique_allowed,
             "operators": sorted(self.ops),
+            **({"value_range": dict(VALUE_RANGES[self.name])} if self.name in VALUE_RANGES else {}),
         }
+
+
+# The accepted values of the number-like and calendar types (as text, so that no JSON
+# reader rounds them); everything outside is refused with the rule "number_range" or
+# "date_range". Money is in yuan.
+VALUE_RANGES: dict[str, dict[str, str]] = {
+    **dict.fromkeys(("number", "integer", "percent", "rollup"), v.NUMBER_RANGE),
+    "money": v.MONEY_RANGE,
+    "date": v.DATE_RANGE,
+    **dict.fromkeys(("datetime", "created_at", "updated_at", "last_activity_at"), v.DATETIME_RANGE),
+}
 
 
 def _t(name: str, zh: str, en: str, category: str, coerce: Coercer | None, ops: frozenset[str], **kw: Any) -> FieldType:

@@ -168,6 +168,8 @@ class _Validator:
             return None
         try:
             stored = ftype.coerce(field, raw, self.ctx)
+            if stored == "":  # nothing left once spaces and control characters are gone
+                return None
             v.check_constraints(field, stored, self.ctx)
             if field["type"] == "encrypted_text":
                 stored = self.ctx.encrypt(stored)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import nh3
 
 from crm_schema import china
-from crm_schema._text import collapse_spaces, localised
+from crm_schema._text import collapse_spaces, localised, strip_controls
 from crm_schema.context import Invalid, ValidationContext
 
 Coercer = Callable[[dict[str, Any], Any, ValidationContext], Any]
@@ -29,6 +29,20 @@ TEXT_MAX = {"text": 500, "long_text": 20000, "rich_text": 200000, "encrypted_tex
 APPROVAL_STATUSES = ("draft", "pending", "approved", "rejected", "withdrawn")
 _ID = re.compile(r"[A-Za-z0-9_\-:.]{1,64}")
 _EXCEL_EPOCH = date(1899, 12, 30)
+# Every number-like value (number, integer, percent, money in yuan, rollup) has at most
+# 15 digits before the decimal point: the integers below 10**15 are exact in the IEEE
+# doubles that JSON clients read numbers into (2**53 > 10**15), and money in fen stays far
+# inside the signed 64-bit integer MongoDB stores (10**17 < 2**63).
+NUMBER_LIMIT = Decimal(10) ** 15
+NUMBER_RANGE = {"min": "-999999999999999", "max": "999999999999999"}
+MONEY_RANGE = {"min": "-999999999999999.99", "max": "999999999999999.99"}
+# Datetimes are stored as BSON dates in UTC; Python (and most clients) know years 1..9999.
+DATETIME_RANGE = {"min": "0001-01-01T00:00:00Z", "max": "9999-12-31T23:59:59Z"}
+DATE_RANGE = {"min": "0001-01-01", "max": "9999-12-31"}
+
+
+def _number_range_error(kind: str) -> Invalid:
+    return Invalid("number_range", **(MONEY_RANGE if kind == "money" else NUMBER_RANGE))
 
 
 def is_empty(value: Any) -> bool:
@@ -63,25 +77,25 @@ def _plain_str(value: Any, field: dict[str, Any]) -> str:
 
 
 def coerce_text(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
-    """Single-line text: trimmed, inner spacing kept."""
-    return _plain_str(value, field).strip()
+    """Single-line text: trimmed, inner spacing kept; controls dropped, tabs and line breaks -> spaces."""
+    return strip_controls(_plain_str(value, field), multiline=False).strip()
 
 
 def coerce_long_text(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
-    """Multi-line text: line endings unified, outer blank space trimmed."""
-    return _plain_str(value, field).replace("\r\n", "\n").replace("\r", "\n").strip()
+    """Multi-line text: line endings unified, controls except tab/LF dropped, outer blank space trimmed."""
+    return strip_controls(_plain_str(value, field), multiline=True).strip()
 
 
 def coerce_rich_text(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
     """HTML, sanitised by nh3 (no scripts, event handlers or javascript: links)."""
     if not isinstance(value, str):
         raise _type_error(field)
-    return nh3.clean(value).strip()
+    return nh3.clean(strip_controls(value, multiline=True)).strip()
 
 
 def coerce_encrypted_text(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
     """Plaintext checked here; encryption happens after the constraints (see validation)."""
-    return _plain_str(value, field).strip()
+    return strip_controls(_plain_str(value, field), multiline=False).strip()
 
 
 def coerce_email(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
@@ -177,10 +191,23 @@ def coerce_color(field: dict[str, Any], value: Any, ctx: ValidationContext) -> s
 
 
 def parse_decimal(value: Any, field: dict[str, Any], kind: str) -> Decimal:
-    """A finite Decimal from a number or text such as "1,234.5"; bools are refused."""
+    """A finite Decimal below NUMBER_LIMIT in magnitude from a number or text such as "1,234.5".
+
+    Bools are refused ("type"), unreadable text is "format", a number with more than
+    15 digits before the point is "number_range" (min/max in the params).
+    """
+    number = _read_decimal(value, field, kind)
+    if abs(number) >= NUMBER_LIMIT:
+        raise _number_range_error(kind)
+    return number
+
+
+def _read_decimal(value: Any, field: dict[str, Any], kind: str) -> Decimal:
     if isinstance(value, bool):
         raise _type_error(field)
     if isinstance(value, int):
+        if abs(value) >= NUMBER_LIMIT:  # before Decimal(): a 4,000-digit int is slow to convert
+            raise _number_range_error(kind)
         return Decimal(value)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -199,7 +226,7 @@ def parse_decimal(value: Any, field: dict[str, Any], kind: str) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:
         raise Invalid("format", kind=kind) from None
-    if not number.is_finite() or abs(number) >= Decimal("1e15"):
+    if not number.is_finite():
         raise Invalid("format", kind=kind)
     return number
 
@@ -304,11 +331,20 @@ def coerce_boolean(field: dict[str, Any], value: Any, ctx: ValidationContext) ->
 _DATE_TEXT = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 
 
-def parse_date(value: Any, tz: Any) -> date | None:
-    """A calendar date from ISO/"2024/5/1"/"2024年5月1日", an Excel serial day, a date or datetime."""
+def parse_date(value: Any, tz: Any, *, strict: bool = False) -> date | None:
+    """A calendar date from ISO/"2024/5/1"/"2024年5月1日", an Excel serial day, a date or datetime.
+
+    A date and time is taken as the tenant's calendar day; one whose day falls outside
+    years 1..9999 is None, or Invalid("date_range") when strict.
+    """
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=tz)
-        return moment.astimezone(tz).date()
+        try:
+            return moment.astimezone(tz).date()
+        except OverflowError:
+            if strict:
+                raise Invalid("date_range", **DATE_RANGE) from None
+            return None
     if isinstance(value, date):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -330,8 +366,15 @@ def parse_date(value: Any, tz: Any) -> date | None:
             return date(int(text[:4]), int(text[4:6]), int(text[6:]))
         except ValueError:
             return None
-    parsed = parse_datetime(text, tz)
-    return parsed.astimezone(tz).date() if parsed else None
+    parsed = parse_datetime(text, tz, strict=strict)
+    if parsed is None:
+        return None
+    try:
+        return parsed.astimezone(tz).date()
+    except OverflowError:
+        if strict:
+            raise Invalid("date_range", **DATE_RANGE) from None
+        return None
 
 
 def coerce_date(field: dict[str, Any], value: Any, ctx: ValidationContext) -> str:
@@ -340,7 +383,7 @@ def coerce_date(field: dict[str, Any], value: Any, ctx: ValidationContext) -> st
         return ctx.now.astimezone(ctx.tz).date().isoformat()
     if isinstance(value, bool) or not isinstance(value, str | int | float | date):
         raise _type_error(field)
-    day = parse_date(value, ctx.tz)
+    day = parse_date(value, ctx.tz, strict=True)
     if day is None:
         raise Invalid("format", kind="date")
     return day.isoformat()
@@ -353,8 +396,21 @@ _DT_TEXT = re.compile(
 )
 
 
-def parse_datetime(value: Any, tz: Any) -> datetime | None:
-    """An aware UTC datetime from ISO text (naive = tenant time), a date (local midnight) or a datetime."""
+def parse_datetime(value: Any, tz: Any, *, strict: bool = False) -> datetime | None:
+    """An aware UTC datetime from ISO text (naive = tenant time), a date (local midnight) or a datetime.
+
+    None when the value is not one; a moment outside years 1..9999 once in UTC is None too,
+    or Invalid("date_range") when strict.
+    """
+    try:
+        return _parse_datetime(value, tz)
+    except OverflowError:
+        if strict:
+            raise Invalid("date_range", **DATETIME_RANGE) from None
+        return None
+
+
+def _parse_datetime(value: Any, tz: Any) -> datetime | None:
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=tz)
     elif isinstance(value, date):
@@ -397,7 +453,7 @@ def coerce_datetime(field: dict[str, Any], value: Any, ctx: ValidationContext) -
         value = ctx.now
     if isinstance(value, bool) or not isinstance(value, str | date):
         raise _type_error(field)
-    moment = parse_datetime(value, ctx.tz)
+    moment = parse_datetime(value, ctx.tz, strict=True)
     if moment is None:
         raise Invalid("format", kind="datetime")
     return moment
@@ -423,7 +479,7 @@ def datetime_to_text(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = moment.isoformat(timespec="seconds").removesuffix("+00:00")  # "0001-..." (strftime drops zeros)
     if moment.microsecond:
         text += f".{moment.microsecond // 1000:03d}"
     return text + "Z"
@@ -493,7 +549,7 @@ def coerce_tags(field: dict[str, Any], value: Any, ctx: ValidationContext) -> li
     """Free text tags (options are only suggestions), trimmed, at most 50 chars each."""
     tags = []
     for item in _as_list(value, field):
-        tag = collapse_spaces(_plain_str(item, field))
+        tag = collapse_spaces(strip_controls(_plain_str(item, field), multiline=False))
         if not tag:
             continue
         if len(tag) > 50:
