@@ -338,13 +338,7 @@ def parse_date(value: Any, tz: Any, *, strict: bool = False) -> date | None:
     years 1..9999 is None, or Invalid("date_range") when strict.
     """
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=tz)
-        try:
-            return moment.astimezone(tz).date()
-        except OverflowError:
-            if strict:
-                raise Invalid("date_range", **DATE_RANGE) from None
-            return None
+        return _local_day(value if value.tzinfo else value.replace(tzinfo=tz), tz, strict)
     if isinstance(value, date):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -367,10 +361,13 @@ def parse_date(value: Any, tz: Any, *, strict: bool = False) -> date | None:
         except ValueError:
             return None
     parsed = parse_datetime(text, tz, strict=strict)
-    if parsed is None:
-        return None
+    return None if parsed is None else _local_day(parsed, tz, strict)
+
+
+def _local_day(moment: datetime, tz: Any, strict: bool) -> date | None:
+    """The tenant's calendar day of an aware moment; outside years 1..9999: None, or Invalid when strict."""
     try:
-        return parsed.astimezone(tz).date()
+        return moment.astimezone(tz).date()
     except OverflowError:
         if strict:
             raise Invalid("date_range", **DATE_RANGE) from None
