@@ -191,3 +191,34 @@ def test_records_without_a_partition_get_one_at_start_up(db: Any) -> None:
     assert repo.backfill_keyword_partitions() == 0  # done once: the marker stops a second scan
     assert "list_kw_kp" in db["records"].index_information()
     db["records"].delete_many({"tenant_id": "old"})
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+@pytest.mark.parametrize("tree", [None, {"field": "level", "op": "eq", "value": "B"}])
+def test_sort_by_a_number_walks_value_windows_with_ties_and_empty_values(
+    tenant: Any, direction: str, tree: Any
+) -> None:
+    """Read in windows of the field's values: every row once, MongoDB's order (empty first ascending), ties by id."""
+    api = tenant.api()
+    rows = [
+        {"customer_name": f"排序{i}", "level": "ABC"[i % 3], **({"amount": (i * 37) % 50} if i % 7 else {})}
+        for i in range(300)
+    ]
+    ids = bulk(api, rows)
+    rows[5]["amount"] = 10**9  # a value far past the others: the open end of the windows reads it
+    api.call("UpdateRecord", record_id=ids[5], data_json=json.dumps({"amount": 10**9}), expected_version=1)
+    wanted = [(r.get("amount"), rid) for r, rid in zip(rows, ids, strict=True) if tree is None or r["level"] == "B"]
+    wanted.sort(key=lambda t: ((0,) if t[0] is None else (1, t[0]), t[1]), reverse=direction == "desc")
+    kw: dict[str, Any] = {"sort_json": [{"field": "amount", "direction": direction}], "page_size": 9}
+    if tree:
+        kw["filter_json"] = tree
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page, resp = api.list("customer", **kw, cursor=cursor, count_mode=record_pb2.COUNT_MODE_NONE)
+        seen += [r["id"] for r in page]
+        cursor = resp.next_cursor
+        if not cursor:
+            break
+    amounts = dict(zip(ids, [r.get("amount") for r in rows], strict=True))
+    assert [(amounts[i], i) for i in seen] == wanted

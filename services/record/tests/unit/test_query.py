@@ -23,6 +23,7 @@ from record_service.domain.query import (
     plan_query,
     relative_range,
     select_page,
+    select_window_page,
     select_partitioned_page,
 )
 
@@ -115,8 +116,8 @@ def doc(_id: str = "a", **data: Any) -> dict[str, Any]:
 def test_no_filter_pushes_only_the_base_and_lets_the_store_sort_and_limit() -> None:
     p = plan()
     assert p.pushed == {"tenant_id": "t1", "form_id": "f1", "deleted": False}
-    assert p.pushed_kind == "none" and p.residual == [] and p.push_limit
-    assert p.sort.mongo() == [("created_at", -1), ("_id", -1)]
+    assert p.pushed_kind == "none" and p.residual == [] and p.windowed
+    assert p.sort.mongo() == [("seq", -1), ("_id", -1)]  # the creation order, given at create
 
 
 def test_selective_eq_beats_other_indexed_eq_and_the_rest_is_residual() -> None:
@@ -377,35 +378,101 @@ def test_sort_parsing() -> None:
 
 
 def test_cursor_round_trip_and_rejection() -> None:
-    spec = parse_sort(None, FORM)
-    row = doc("r9")
+    spec = parse_sort("updated_at", FORM)
+    row = {**doc("r9"), "updated_at": NOW}
     text = encode_cursor(spec, row)
     assert "=" not in text and decode_cursor(text, spec) == (NOW, "r9")
-    other = parse_sort("updated_at", FORM)
-    for bad in (text + "!!", "bm9wZQ", encode_cursor(other, row)):
+    default = parse_sort(None, FORM)
+    assert decode_cursor(encode_cursor(default, {**row, "seq": 7}), default) == (7, "r9")
+    for bad in (text[: len(text) // 2], "bm9wZQ", encode_cursor(default, row)):
         with pytest.raises(ValidationFailed):
             decode_cursor(bad, spec)
+    with pytest.raises(ValidationFailed):  # a creation-order cursor must hold a number
+        plan(cursor=encode_cursor(default, {**row, "seq": "x"}))
 
 
-def test_next_page_pushes_a_range_on_the_sort_field_and_skips_ties() -> None:
-    first = plan()
-    rows = [doc(f"{i:02d}") for i in range(5)]  # same created_at: only _id orders them
+def test_next_page_by_updated_at_pushes_a_range_on_the_sort_field_and_skips_ties() -> None:
+    first = plan(sort="-updated_at")
+    rows = [{**doc(f"{i:02d}"), "updated_at": NOW} for i in range(5)]  # same time: only _id orders them
     rows.sort(key=lambda d: first.sort.key(d), reverse=True)
     page, more = select_page(first, rows[:3])
     cursor = encode_cursor(first.sort, page[1])
-    nxt = plan(cursor=cursor)
-    assert nxt.find_filter()["created_at"] == {"$lte": NOW}
+    nxt = plan(sort="-updated_at", cursor=cursor)
+    assert nxt.find_filter()["updated_at"] == {"$lte": NOW}
     assert not nxt.push_limit
     page2, _ = select_page(nxt, rows)
     assert [d["_id"] for d in page2] == ["02", "01", "00"]
 
 
+class SeqStore:
+    """Records numbered 1..n (some deleted), answering seq windows as the store would."""
+
+    def __init__(self, n: int, gone: set[int] = frozenset(), level: Any = None) -> None:
+        self.rows = [
+            {**doc(f"r{i:05d}", level=level(i) if level else "A"), "seq": i} for i in range(1, n + 1) if i not in gone
+        ]
+        self.reads: list[tuple[int | None, int | None]] = []
+        self.read_rows = 0
+
+    def fetch(self, lo: int | None, hi: int | None) -> list[dict[str, Any]]:
+        self.reads.append((lo, hi))
+        out = [r for r in self.rows if (lo is None or r["seq"] >= lo) and (hi is None or r["seq"] < hi)]
+        self.read_rows += len(out)
+        return list(reversed(out))  # any order
+
+
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+def test_creation_order_pages_read_windows_that_cost_about_a_page(direction: str) -> None:
+    store = SeqStore(5000, gone=set(range(4000, 4200)))
+    sort = None if direction == "desc" else [{"field": "created_at", "direction": "asc"}]
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        p = plan(sort=sort, cursor=cursor, page_size=50)
+        assert p.windowed
+        before = store.read_rows
+        page, more, reads = select_window_page(p, store.fetch, last=5000)
+        assert store.read_rows - before <= 50 * 6 and reads <= 6  # a page, not the form (a gap of 200 included)
+        seen += [d["_id"] for d in page]
+        pages += 1
+        if not more:
+            break
+        cursor = encode_cursor(p.sort, page[-1])
+    expected = [r["_id"] for r in store.rows]
+    assert seen == (list(reversed(expected)) if direction == "desc" else expected)
+    assert pages == 96
+
+
+def test_a_record_numbered_after_the_counter_was_read_is_not_missed() -> None:
+    store = SeqStore(120)
+    page, more, _ = select_window_page(plan(page_size=10), store.fetch, last=100)  # counter read before 101..120
+    assert [d["seq"] for d in page] == list(range(120, 110, -1)) and more
+    assert store.reads[0][1] is None  # the first window is open at the top
+
+
+def test_a_common_filter_reads_windows_and_a_rare_one_widens_them() -> None:
+    tree = {"field": "level", "op": "eq", "value": "B"}
+    common = SeqStore(20_000, level=lambda i: "B" if i % 4 == 0 else "A")
+    p = plan(tree=tree, page_size=50)
+    assert p.pushed_kind == "field:data.level" and not p.windowed
+    ordered = p.in_order()
+    assert ordered.windowed and ordered.pushed == ordered.base and len(ordered.residual) == len(p.residual) + 1
+    page, more, reads = select_window_page(ordered, common.fetch, last=20_000, density=0.25)
+    assert [d["seq"] for d in page] == list(range(20_000, 20_000 - 200, -4)) and more
+    assert reads <= 2 and common.read_rows <= 400
+    rare = SeqStore(20_000, level=lambda i: "B" if i in (7, 19_000) else "A")
+    page, more, reads = select_window_page(ordered, rare.fetch, last=20_000, density=0.25)
+    assert [d["seq"] for d in page] == [19_000, 7] and not more
+    assert reads <= 8  # windows grow four-fold while they come back empty
+
+
 def test_cursor_is_residual_when_another_index_is_pushed() -> None:
     first = plan(tree={"field": "level", "op": "eq", "value": "A"})
-    cursor = encode_cursor(first.sort, doc("m"))
+    cursor = encode_cursor(first.sort, {**doc("m"), "seq": 50})
     nxt = plan(tree={"field": "level", "op": "eq", "value": "A"}, cursor=cursor)
-    assert "created_at" not in nxt.find_filter()
-    assert nxt.is_after_cursor(doc("a")) and not nxt.is_after_cursor(doc("z"))
+    assert "seq" not in nxt.find_filter()
+    assert nxt.is_after_cursor({**doc("a"), "seq": 49}) and not nxt.is_after_cursor({**doc("z"), "seq": 51})
 
 
 def test_select_page_reports_more_and_filters() -> None:

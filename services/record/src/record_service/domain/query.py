@@ -75,8 +75,11 @@ RANGE_OPS = frozenset({"gt", "gte", "lt", "lte", "between"}) | RELATIVE_OPS
 # System fields of every record: filterable and (the times) sortable.
 SYSTEM_ID_FIELDS = frozenset({"owner_id", "department_id", "created_by", "updated_by"})
 SYSTEM_TIME_FIELDS = frozenset({"created_at", "updated_at", "last_activity_at"})
-# System paths with an index (tenant_id, form_id, deleted, <path>).
+# System paths a filter can push: the times through (tenant_id, form_id, deleted, <path>), the owner and
+# department through the acl index (the acl tokens u:<owner> and d:<department> hold exactly these ids).
 INDEXED_SYSTEM_PATHS = frozenset({"created_at", "updated_at", "owner_id", "department_id"})
+ACL_TOKEN_OF = {"owner_id": "u:", "department_id": "d:"}
+ORDER_PATH = "seq"  # the creation order: a per-form number given at create (see select_window_page)
 # Fields that cannot be filtered: computed on read, or stored encrypted.
 UNFILTERABLE_TYPES = frozenset({"lookup", "rollup", "encrypted_text", "sub_table", "attachment", "image"})
 DATE_TYPES = frozenset({"date", "datetime"})
@@ -274,10 +277,15 @@ class Leaf:
             return 0 < len(self.value) <= MAX_IN_VALUES and all(
                 v is not None and not isinstance(v, list | dict) for v in self.value
             )
-        return self.op == "range"
+        return self.op == "range" and self.path not in ACL_TOKEN_OF
 
     def to_mongo(self) -> dict[str, Any]:
-        """The Mongo predicate of a pushable leaf."""
+        """The Mongo predicate of a pushable leaf (owner and department as their exact acl tokens)."""
+        token = ACL_TOKEN_OF.get(self.path)
+        if token is not None and self.op == "eq":
+            return {"acl": token + str(self.value)}
+        if token is not None and self.op == "in":
+            return {"acl": {"$in": [token + str(v) for v in self.value]}}
         if self.op == "eq":
             return {self.path: self.value}
         if self.op == "in":
@@ -594,7 +602,7 @@ class SortSpec:
     """One sort field plus _id as the tie-break, same direction."""
 
     field: str = "created_at"
-    path: str = "created_at"
+    path: str = ORDER_PATH
     direction: int = -1
     # keyword searches without an explicit sort come back in the keyword order
     # (kp, _id), read partition range by partition range (see the module docstring)
@@ -607,7 +615,12 @@ class SortSpec:
     @property
     def always_present(self) -> bool:
         """System times exist on every record, so a range on them never drops rows."""
-        return self.path in ("created_at", "updated_at")
+        return self.path in ("created_at", "updated_at", ORDER_PATH)
+
+    @property
+    def in_order(self) -> bool:
+        """True for the creation order, read in windows of `seq` (select_window_page)."""
+        return self.path == ORDER_PATH
 
     def key(self, doc: Doc) -> tuple[Any, ...]:
         """Position of a stored record in this order (ascending key)."""
@@ -644,6 +657,9 @@ def parse_sort(
     if direction not in ("asc", "desc"):
         raise invalid("sort[0].direction", "invalid_filter", locale)
     sign = -1 if direction == "desc" else 1
+    if name == "created_at":
+        # creation order: `seq` is given at create, so it orders as created_at does (ties broken for good)
+        return SortSpec(name, ORDER_PATH, sign)
     if name in SYSTEM_TIME_FIELDS:
         return SortSpec(name, name, sign)
     definition = form.field(name) if name not in hidden else None
@@ -698,6 +714,62 @@ class QueryPlan:
     page_size: int
     after: tuple[Any, str] | None = None
     cursor_bound: dict[str, Any] = field(default_factory=dict)
+    # what plan_query chose from: the base predicate, the condition `pushed` stands for, the access pushdown
+    base: dict[str, Any] = field(default_factory=dict)
+    lifted: Condition | None = None
+    acl_predicate: dict[str, Any] | None = None
+    access: AccessFilter | None = None
+
+    axis: str = ""  # set by by_value(): the sort field's value axis (date, datetime, number)
+
+    @property
+    def value_windowed(self) -> bool:
+        """True when the page is read in windows of the sort field's values (see select_value_page)."""
+        return bool(self.axis)
+
+    def by_value(self, axis: str) -> QueryPlan:
+        """This plan read in windows of the sort field's values: only the base is pushed, the rest is residual."""
+        residual = ([self.lifted] if self.lifted is not None else []) + list(self.residual)
+        if self.access is not None and self.access not in residual:
+            residual.append(self.access)
+        plan = QueryPlan(dict(self.base), "value", residual, self.sort, self.page_size, self.after, {}, self.base)
+        plan.axis = axis
+        return plan
+
+    @property
+    def windowed(self) -> bool:
+        """True when the page is read in windows of the creation order (only the base or the acl is pushed)."""
+        return self.sort.in_order and self.pushed_kind in ("none", "access")
+
+    def in_order(self) -> QueryPlan:
+        """This plan read in windows of the creation order: the pushed field condition becomes a residual.
+
+        For a common filter value, reading the newest records until a page is
+        full costs about page / selectivity rows, where pushing the filter
+        costs every match (sorted in memory by the store).
+        """
+        if not self.sort.in_order or self.pushed_kind in ("none", "access", "keyword"):
+            return self
+        residual = ([self.lifted] if self.lifted is not None else []) + list(self.residual)
+        pushed, kind = dict(self.base), "none"
+        if self.acl_predicate is not None and self.access is not None:
+            pushed.update(self.acl_predicate)
+            kind = "access"
+            if self.access.exact:
+                residual = [c for c in residual if c is not self.access]
+        return QueryPlan(
+            pushed,
+            kind,
+            residual,
+            self.sort,
+            self.page_size,
+            self.after,
+            {},
+            self.base,
+            None,
+            self.acl_predicate,
+            self.access,
+        )
 
     @property
     def partitioned(self) -> bool:
@@ -863,6 +935,7 @@ def plan_query(
         if kw_tokens:
             candidates.append((2, 0, {}, "keyword", None))  # the token is chosen only if the keyword wins
     pushdown = access.pushdown if access is not None else None
+    acl_predicate: dict[str, Any] | None = None
     if access is not None and pushdown and len(pushdown) <= MAX_IN_VALUES:
         acl_predicate = {"acl": pushdown[0] if len(pushdown) == 1 else {"$in": list(pushdown)}}
         candidates.append((3, 0, acl_predicate, "access", access))
@@ -893,6 +966,10 @@ def plan_query(
         residual.append(KeywordText(keyword_parts(keyword), keyword_text))
 
     plan = QueryPlan(pushed, kind, residual, spec, size)
+    plan.base = {"tenant_id": tenant_id, "form_id": form.id, "deleted": bool(deleted)}
+    plan.lifted = chosen if isinstance(chosen, Leaf) else None
+    plan.acl_predicate = acl_predicate
+    plan.access = access
     if cursor:
         value, last_id = decode_cursor(cursor, spec, loc)
         if spec.natural and not (
@@ -902,7 +979,9 @@ def plan_query(
         plan.after = (value, last_id)
         # a range on the sort field keeps the query index-covered only when the pushed
         # condition is already on that field, or nothing but the base is pushed
-        same_index = kind == f"field:{spec.path}" or (kind == "none" and spec.path in INDEXED_SYSTEM_PATHS)
+        same_index = kind == f"field:{spec.path}" or (kind == "none" and spec.path in ("created_at", "updated_at"))
+        if spec.in_order and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise invalid("cursor", "invalid_cursor", loc)
         if same_index and spec.always_present and value is not None:
             plan.cursor_bound = {"$lte" if spec.direction < 0 else "$gte": value}
     return plan
@@ -954,3 +1033,191 @@ def select_partitioned_page(
         else:
             width *= 2
     return page, False, reads
+
+
+def select_window_page(
+    plan: QueryPlan, fetch: Callable[[int | None, int | None], Iterable[Doc]], last: int, density: float = 1.0
+) -> tuple[list[Doc], bool, int]:
+    """A page in creation order, read window of `seq` by window: (rows, has_more, store reads).
+
+    `fetch(lo, hi)` returns the records of the pushed predicate with
+    lo <= seq < hi (None: unbounded), in any order; `last` is the highest seq
+    handed out (the form's counter) and `density` the expected share of a
+    window's numbers that pass (deleted records, another scope and the
+    residual leave gaps). The window at the open end is unbounded, so a record
+    numbered after `last` was read is not missed; the next windows are sized
+    from the density seen (at most four times the last), so a page costs about
+    its own rows at any size of the form, and a rare filter about log(rows) reads.
+    """
+    need = plan.page_size + 1
+    width = max(need, int(need * 1.25 / max(density, 1 / 256)) + 1)
+    page: list[Doc] = []
+    reads, scanned = 0, 0
+    desc = plan.sort.direction < 0
+    after = int(plan.after[0]) if plan.after is not None else None
+    if desc:
+        hi: int | None = after  # exclusive
+        top = after if after is not None else last + 1
+        while top > 1:
+            lo = max(1, top - width)
+            reads += 1
+            rows = sorted(fetch(lo if lo > 1 else None, hi), key=plan.sort.key, reverse=True)
+            had = len(page)
+            if _fill(plan, rows, page):
+                return page, True, reads
+            scanned += top - lo
+            top, hi = lo, lo
+            width = _next_width(width, need - len(page), scanned, len(page), len(page) > had)
+        return page, False, reads
+    lo_seq = after + 1 if after is not None else 1
+    while True:
+        hi_seq = lo_seq + width
+        open_end = hi_seq > last
+        reads += 1
+        rows = sorted(fetch(lo_seq if lo_seq > 1 else None, None if open_end else hi_seq), key=plan.sort.key)
+        had = len(page)
+        if _fill(plan, rows, page):
+            return page, True, reads
+        if open_end:
+            return page, False, reads
+        scanned += hi_seq - lo_seq
+        lo_seq = hi_seq
+        width = _next_width(width, need - len(page), scanned, len(page), len(page) > had)
+
+
+def _next_width(width: int, need: int, scanned: int, found: int, grew: bool = True) -> int:
+    """The next window: numbers expected to hold `need` more rows with a margin, at most four times the last;
+    four times the last when the last found nothing (a gap of deleted records or a run of non-matches)."""
+    if found == 0 or not grew:
+        return width * 4
+    return max(need, min(4 * width, -(-need * scanned * 5 // (4 * found))))
+
+
+# ---------------------------------------------------------------- value windows of a sort field
+
+AXIS_OF_TYPE = {
+    "date": "date",
+    "datetime": "datetime",
+    "number": "number",
+    "integer": "number",
+    "money": "number",
+    "percent": "number",
+    "rating": "number",
+}
+
+
+def axis_of(form: FormSchema, sort: SortSpec) -> str:
+    """The value axis of a sort on an indexed form field ("" when its values cannot be windowed)."""
+    if not sort.path.startswith("data.") or sort.natural:
+        return ""
+    definition = form.field(sort.field)
+    return AXIS_OF_TYPE.get(str((definition or {}).get("type")), "")
+
+
+def to_axis(axis: str, value: Any) -> float | None:
+    """A stored value as a number on its axis (days, seconds, the number); None when it is not of the axis."""
+    try:
+        if axis == "date" and isinstance(value, str):
+            return float(date.fromisoformat(value[:10]).toordinal())
+        if axis == "datetime" and isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        if axis == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+def from_axis(axis: str, x: float) -> Any:
+    """A number on the axis back as a stored value (for a query bound), clamped to what the type can hold."""
+    if axis == "date":
+        return date.fromordinal(int(min(max(x, 1), date.max.toordinal()))).isoformat()
+    if axis == "datetime":
+        lo, hi = datetime(1, 1, 2, tzinfo=UTC).timestamp(), datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+        return datetime.fromtimestamp(min(max(x, lo), hi), UTC)
+    return x
+
+
+def select_value_page(
+    plan: QueryPlan,
+    fetch: Callable[[Any, Any, bool], Iterable[Doc]],
+    fetch_empty: Callable[[], Iterable[Doc]],
+    bounds: tuple[float, float],
+    rows: int,
+) -> tuple[list[Doc], bool, int]:
+    """A page sorted by a date or number field, read window of values by window: (rows, has_more, reads).
+
+    `fetch(lo, hi, hi_inclusive)` returns the records of the base with lo <=
+    value < hi (or <= hi; None: unbounded) in any order, `fetch_empty()` those
+    without a value (null sorts first ascending and last descending, as in
+    MongoDB); `bounds` is the field's known (min, max) on its axis, `rows` the
+    form's size. The window at the open end is unbounded, so a value beyond
+    the bounds is still read; the next windows are sized from the density seen.
+    """
+    axis = plan.axis
+    need = plan.page_size + 1
+    page: list[Doc] = []
+    reads = 0
+    desc = plan.sort.direction < 0
+    lo_b, hi_b = bounds
+    span = max(hi_b - lo_b, 1.0)
+    unit = 1.0 if axis in ("date", "number") else 0.001
+    width = max(unit, span * need * 1.25 / max(rows, 1))
+    after = plan.after
+    cursor_x = to_axis(axis, after[0]) if after is not None and after[0] is not None else None
+
+    def take(found: Iterable[Doc]) -> bool:
+        nonlocal reads
+        reads += 1
+        return _fill(plan, sorted(found, key=plan.sort.key, reverse=desc), page)
+
+    if not desc and (after is None or after[0] is None):
+        if take(fetch_empty()):
+            return page, True, reads
+    elif desc and after is not None and after[0] is None:
+        return page, take(fetch_empty()), reads
+    scanned, found = 0.0, 0
+    if desc:
+        hi: float | None = cursor_x
+        top = cursor_x if cursor_x is not None else hi_b + unit
+        while True:
+            lo = top - width
+            last = lo <= lo_b
+            had = len(page)
+            at_cursor = hi is not None and hi == cursor_x and after is not None
+            # the cursor's own value is a bound as stored (its ties are on this page), the rest from the axis
+            bound_hi = after[0] if at_cursor and after is not None else from_axis(axis, hi) if hi is not None else None
+            if take(fetch(None if last else from_axis(axis, lo), bound_hi, at_cursor)):
+                return page, True, reads
+            if last:
+                break
+            scanned += top - lo
+            found = len(page)
+            top = hi = lo
+            width = _next_span(width, need - len(page), scanned, found, len(page) > had)
+        return page, take(fetch_empty()), reads
+    lo_x: float = cursor_x if cursor_x is not None else lo_b
+    first = True
+    while True:
+        hi_x = lo_x + width
+        last = hi_x > hi_b
+        had = len(page)
+        if first:
+            lo_bound = after[0] if cursor_x is not None and after is not None else None
+        else:
+            lo_bound = from_axis(axis, lo_x)
+        if take(fetch(lo_bound, None if last else from_axis(axis, hi_x), False)):
+            return page, True, reads
+        if last:
+            return page, False, reads
+        first = False
+        scanned += hi_x - lo_x
+        lo_x = hi_x
+        width = _next_span(width, need - len(page), scanned, len(page), len(page) > had)
+
+
+def _next_span(width: float, need: int, scanned: float, found: int, grew: bool) -> float:
+    """_next_width on a value axis."""
+    if found == 0 or not grew:
+        return width * 4
+    return max(width / 4, min(4 * width, need * scanned * 1.25 / found))

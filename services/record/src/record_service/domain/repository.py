@@ -80,6 +80,22 @@ class RecordRepository(Protocol):
         """Compensate a failed multi-transaction bulk write: delete what its committed chunks wrote."""
         ...
 
+    def reserve_order(self, tenant_id: str, form_id: str, count: int = 1) -> int:
+        """Reserve `count` order numbers (`seq`) of a form; return the last. Outside any transaction: gaps are fine."""
+        ...
+
+    def last_order(self, tenant_id: str, form_id: str) -> int:
+        """The highest order number handed out for the form (0 when none)."""
+        ...
+
+    def value_bounds(self, tenant_id: str, form_id: str, key: str) -> tuple[Any, Any] | None:
+        """The (lowest, highest) stored value a form field has had, as far as writes reported; None when unknown."""
+        ...
+
+    def widen_bounds(self, tenant_id: str, form_id: str, key: str, low: Any, high: Any) -> tuple[Any, Any]:
+        """Widen a field's bounds to include [low, high] (atomic $min/$max); return the bounds now stored."""
+        ...
+
     def return_sequence(self, key: str, last: int, count: int) -> bool:
         """Give back `count` numbers ending at `last` when nobody took a later one (keeps numbering gap-free)."""
         ...

@@ -34,14 +34,22 @@ from record_service.domain.directory import Directory, EmptyDirectory
 from record_service.domain.files import attachment_ids
 from record_service.domain.forms import FormSchema, FormSource
 from record_service.domain.query import (
+    AXIS_OF_TYPE,
+    KEYWORD_PARTITIONS,
+    ORDER_PATH,
     STREAM_BATCH,
     QueryPlan,
+    axis_of,
     encode_cursor,
+    from_axis,
     keyword_partition,
     normalise_text,
     plan_query,
     select_page,
     select_partitioned_page,
+    select_value_page,
+    select_window_page,
+    to_axis,
 )
 from record_service.domain.repository import (
     AttachmentLookup,
@@ -145,6 +153,8 @@ class RecordService:
         self.attachments = attachments
         self._new_id = new_id or new_record_id
         self._indexed: set[tuple[str, str, int]] = set()
+        # (tenant, form, key) -> (low, high) this process knows the store holds (read-window sizing only)
+        self._bounds: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------ building blocks (also for extras)
 
@@ -405,6 +415,7 @@ class RecordService:
         data: Doc,
         owner: tuple[str, str],
         now: datetime,
+        seq: int,
     ) -> Doc:
         owner_id, department_id = owner
         doc: Doc = {
@@ -424,6 +435,7 @@ class RecordService:
             "updated_at": now,
             "last_activity_at": now,
             "version": 1,
+            "seq": seq,
             "kp": keyword_partition(record_id),
             "deleted": False,
             "deleted_at": None,
@@ -453,13 +465,14 @@ class RecordService:
         record_id = self._new_id()
         masked = ctx.with_role("")
         has_auto = bool(form.of_type("auto_number"))
+        seq = self.repo.reserve_order(principal.tenant_id, form.id)
 
         def txn(tx: Transaction) -> Doc:
             values = dict(result.values)
             if has_auto:
                 for key, numbers in self._auto_number(tx, form, principal.tenant_id, now, 1)[0].items():
                     values[key] = numbers[0]
-            doc = self._new_doc(principal, form, record_id, values, owner, now)
+            doc = self._new_doc(principal, form, record_id, values, owner, now, seq)
             doc.update(self.search_fields(form, values))
             claims = self.unique_claims(form, principal.tenant_id, record_id, values)
             if claims:
@@ -478,6 +491,7 @@ class RecordService:
             return doc
 
         doc = self.write(txn, principal, form)
+        self._widen_bounds(principal.tenant_id, form, [doc["data"]])
         return self.render_one(principal, Loaded(doc, form), ctx, computed=False)
 
     def bulk_create(self, principal: Principal, form_ref: str, rows: Any) -> list[str]:
@@ -519,11 +533,12 @@ class RecordService:
         claims: list[tuple[str, str]] = []
         positions: list[int] = []
         hold = f"bulk:{ids[0]}"
+        first_seq = self.repo.reserve_order(principal.tenant_id, form.id, len(values_list)) - len(values_list) + 1
         for i, values in enumerate(values_list):
             data = dict(values)
             for key, seq in numbers.items():
                 data[key] = seq[i]
-            doc = self._new_doc(principal, form, ids[i], data, owner, now)
+            doc = self._new_doc(principal, form, ids[i], data, owner, now, first_seq + i)
             doc.update(self.search_fields(form, data))
             docs.append(doc)
             row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
@@ -554,6 +569,7 @@ class RecordService:
             self._give_back(counters, len(values_list))
             raise
         self.repo.release_held(hold)
+        self._widen_bounds(principal.tenant_id, form, [d["data"] for d in docs])
         return ids
 
     def _write_chunks(self, docs: list[Doc], entries: list[Doc], claims: list[tuple[str, str]]) -> None:
@@ -780,6 +796,8 @@ class RecordService:
             tx.insert_history(entries)
 
         self._versioned_write(txn, principal, form, record_id, expected_version)
+        if changed:
+            self._widen_bounds(principal.tenant_id, form, [changed])
         fresh = {**doc, "data": new_data, **{k: v for k, v in set_fields.items() if not k.startswith("data.")}}
         return self.render_one(principal, Loaded(fresh, form), ctx)
 
@@ -1238,9 +1256,30 @@ class RecordService:
             deleted=deleted,
             choose_token=self._rarest_token,
         )
+        count_plan = plan
+        axis = axis_of(form, plan.sort)
+        last = self.repo.last_order(principal.tenant_id, form.id) if plan.sort.in_order or axis else 0
+        density = 1.0
+        # a filter matching many records is cheaper checked on the rows read in sort order
+        # (about page / selectivity rows) than pushed (every match, sorted in memory)
+        common = plan.pushed_kind in ("none", "access")
+        if (plan.sort.in_order or axis) and plan.pushed_kind.startswith("field:data."):
+            matches = self._estimate(plan)
+            common = matches * matches > (plan.page_size + 1) * max(last, 1)
+            density = max(matches / max(last, 1), 1 / 256)
+        if plan.sort.in_order and common:
+            plan = plan.in_order()
+        valued = self._value_page(plan.by_value(axis), max(1, int(last * density))) if axis and common else None
         sort_spec = plan.sort.mongo()
         page: list[Doc]
-        if plan.partitioned:
+        if valued is not None:
+            page, more = valued
+        elif plan.windowed:
+            selected, more, _ = select_window_page(
+                plan, lambda lo, hi: self.repo.find(_window(plan, lo, hi)), last, density
+            )
+            page = [dict(d) for d in selected]
+        elif plan.partitioned:
             selected, more, _ = select_partitioned_page(
                 plan, lambda lo, hi: self.repo.find({**plan.pushed, "kp": {"$gte": lo, "$lt": hi}})
             )
@@ -1257,7 +1296,7 @@ class RecordService:
             finally:
                 _close(stream)
         next_cursor = encode_cursor(plan.sort, page[-1]) if more and page else ""
-        total, capped = self._count(plan, count_mode)
+        total, capped = self._count(count_plan, count_mode)
         return ListPage(self.render(principal, form, page, ctx, fa), next_cursor, total, capped, plan)
 
     def _rarest_token(self, base: Doc, tokens: Sequence[str]) -> str:
@@ -1271,10 +1310,86 @@ class RecordService:
         counts = {t: self.repo.count({**base, "kw": t, "kp": 0}, KEYWORD_PROBE_LIMIT) for t in preferred}
         return min(preferred, key=lambda t: (counts[t], preferred.index(t)))
 
+    def _widen_bounds(self, tenant_id: str, form: FormSchema, datas: Sequence[Mapping[str, Any]]) -> None:
+        """Report the values written to the form's windowable fields whose bounds they pass (rarely a write)."""
+        for key in form.indexed_keys:
+            axis = AXIS_OF_TYPE.get(str((form.field(key) or {}).get("type")), "")
+            values = [d[key] for d in datas if to_axis(axis, d.get(key)) is not None] if axis else []
+            if not values:
+                continue
+            low, high = min(values), max(values)
+            known = self._bounds.get((tenant_id, form.id, key))
+            try:
+                if known is not None and known[0] <= low and high <= known[1]:
+                    continue
+            except TypeError:  # bounds of another type (the field's type changed): widen anew
+                pass
+            self._bounds[(tenant_id, form.id, key)] = self.repo.widen_bounds(tenant_id, form.id, key, low, high)
+
+    def _value_page(self, plan: QueryPlan, rows: int) -> tuple[list[Doc], bool] | None:
+        """A page sorted by a date/number field, in windows of its values; None when its bounds are unknown.
+
+        `rows`: how many records are expected to pass the plan (sizes the first window)."""
+        key = plan.sort.field
+        bounds = self.repo.value_bounds(str(plan.base["tenant_id"]), str(plan.base["form_id"]), key)
+        low = to_axis(plan.axis, bounds[0]) if bounds else None
+        high = to_axis(plan.axis, bounds[1]) if bounds else None
+        if low is None or high is None:
+            return None
+        path = plan.sort.path
+        floor = from_axis(plan.axis, float("-inf"))
+
+        def fetch(lo: Any, hi: Any, hi_inclusive: bool) -> Iterator[Doc]:
+            cond: Doc = {"$gte": floor if lo is None else lo}
+            if hi is not None:
+                cond["$lte" if hi_inclusive else "$lt"] = hi
+            return self.repo.find({**plan.pushed, path: cond})
+
+        selected, more, _ = select_value_page(
+            plan, fetch, lambda: self.repo.find({**plan.pushed, path: None}), (low, high), rows
+        )
+        return [dict(d) for d in selected], more
+
+    def _estimate(self, plan: QueryPlan) -> int:
+        """Matches of the pushed field condition, from one partition of its (field, kp) index (x 256)."""
+        return self.repo.count({**plan.pushed, "kp": 0}) * KEYWORD_PARTITIONS
+
+    def _sampled(self, plan: QueryPlan, partitions: int) -> int:
+        """Rows passing the plan among the records of partitions [0, partitions)."""
+        predicate = {**plan.pushed, "kp": {"$lt": partitions}}
+        if not plan.residual:
+            return self.repo.count(predicate)
+        stream = self.repo.find(predicate, projection=plan.residual_projection(), batch_size=2000)
+        try:
+            return sum(1 for doc in stream if plan.matches(doc))
+        finally:
+            _close(stream)
+
+    def _over_cap(self, plan: QueryPlan) -> bool | None:
+        """Whether more than COUNT_CAP records pass, from a sample of partitions; None when a sample cannot tell.
+
+        `kp` is a uniform hash of the id, so the passing records of k of the 256
+        partitions are a binomial sample: c - 4 sqrt(c) of them scaled by 256/k
+        is a lower bound of the total (wrong about once in 30,000). The samples
+        grow until the bound clears the cap or the upper bound falls below it.
+        """
+        if not (plan.pushed_kind in ("none", "keyword") or plan.pushed_kind.startswith("field:data.")):
+            return None  # the acl and time indexes have no partition key
+        for k in (1, 4, 16):
+            c = self._sampled(plan, k)
+            scale = KEYWORD_PARTITIONS / k
+            if (c - 4 * c**0.5) * scale > COUNT_CAP:
+                return True
+            if (c + 4 * c**0.5 + 4) * scale <= COUNT_CAP:
+                return False
+        return None
+
     def _count(self, plan: QueryPlan, mode: str) -> tuple[int, bool]:
         if mode == COUNT_NONE:
             return -1, False
         limit = COUNT_CAP + 1 if mode == COUNT_CAPPED else 0
+        if limit and self._over_cap(plan):
+            return COUNT_CAP, True
         if not plan.residual:
             total = self.repo.count(plan.pushed, limit)
         else:
@@ -1367,6 +1482,16 @@ def crm_schema_label(field: Mapping[str, Any] | None, locale: str) -> str:
     if isinstance(label, Mapping):
         return str(label.get(locale) or label.get("zh-CN") or label.get("en") or field.get("key") or "")
     return str(label or field.get("key") or "")
+
+
+def _window(plan: QueryPlan, lo: int | None, hi: int | None) -> Doc:
+    """The pushed predicate of a plan with lo <= seq < hi (None: unbounded)."""
+    bound: Doc = {}
+    if lo is not None:
+        bound["$gte"] = lo
+    if hi is not None:
+        bound["$lt"] = hi
+    return {**plan.pushed, ORDER_PATH: bound} if bound else dict(plan.pushed)
 
 
 def _close(stream: Iterator[Any]) -> None:

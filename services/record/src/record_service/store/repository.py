@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pymongo import DESCENDING, ReturnDocument, UpdateOne
@@ -23,8 +24,51 @@ from record_service.store.indexes import FormIndexes, ensure_base_indexes
 log = get_logger("record.store")
 T = TypeVar("T")
 Doc = dict[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 IN_CHUNK = 200  # `$in` is quadratic on SecantusDB beyond a few hundred values
 INSERT_CHUNK = 1000
+
+
+def order_key(tenant_id: str, form_id: str) -> str:
+    """_id of a form's order counter in `counters`."""
+    return f"order|{tenant_id}|{form_id}"
+
+
+def _successor(value: Any) -> Any:
+    """The least stored value above `value` of its type, or None when there is no such simple value."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return math.nextafter(float(value), math.inf)
+    if isinstance(value, str):
+        return value + "\x00"
+    if isinstance(value, datetime):
+        # the store keeps milliseconds: every stored time <= value is < value's millisecond + 1 ms
+        return value.replace(microsecond=value.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
+    return None
+
+
+def store_predicate(predicate: Doc) -> Doc:
+    """The predicate as SecantusDB answers it correctly: `$lte v` becomes `$lt` the successor of v.
+
+    SecantusDB 0.7 leaves the upper key out of an index range when the index
+    has fields after the compared one (`(.., data.x, kp)`): `{$lte: 5}` misses
+    the 5s. `$lt` its successor selects the same values on any store.
+    """
+    out: Doc = {}
+    for path, cond in predicate.items():
+        if isinstance(cond, dict) and "$lte" in cond:
+            succ = _successor(cond["$lte"])
+            if succ is not None:
+                cond = {k: v for k, v in cond.items() if k != "$lte"}
+                cond["$lt"] = min(cond["$lt"], succ) if "$lt" in cond else succ
+        out[path] = cond
+    return out
+
+
+def bounds_key(tenant_id: str, form_id: str, key: str) -> str:
+    """_id of a form field's value bounds in `counters`."""
+    return f"bounds|{tenant_id}|{form_id}|{key}"
 
 
 class MongoTransaction:
@@ -124,6 +168,9 @@ class MongoRecordRepository:
         backfilled = self.backfill_access()
         if backfilled:
             log.info("record_acl_backfilled", records=backfilled)
+        backfilled = self.backfill_order()
+        if backfilled:
+            log.info("record_order_backfilled", records=backfilled)
 
     def backfill_keyword_partitions(self) -> int:
         """Give `kp` to records stored before keyword partitions existed; once per database.
@@ -221,6 +268,63 @@ class MongoRecordRepository:
             for start in range(0, len(ids), IN_CHUNK):
                 collection.delete_many({"_id": {"$in": list(ids[start : start + IN_CHUNK])}})
 
+    def reserve_order(self, tenant_id: str, form_id: str, count: int = 1) -> int:
+        """One atomic $inc of the form's order counter, outside any transaction (never a write conflict)."""
+        doc = self.counters.find_one_and_update(
+            {"_id": order_key(tenant_id, form_id)},
+            {"$inc": {"seq": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["seq"])
+
+    def last_order(self, tenant_id: str, form_id: str) -> int:
+        """The counter's value by _id."""
+        doc = self.counters.find_one({"_id": order_key(tenant_id, form_id)})
+        return int(doc["seq"]) if doc else 0
+
+    def backfill_order(self) -> int:
+        """Give `seq` to records stored before the order number existed; once per database.
+
+        Per form, in (created_at, _id) order after the form's current counter,
+        which then moves past them. A full scan, so it runs only until the
+        `meta` marker says it finished. Returns the records updated.
+        """
+        marker = "record_order"
+        if self.meta.find_one({"_id": marker}) is not None:
+            return 0
+        groups: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+        projection = {"_id": 1, "seq": 1, "tenant_id": 1, "form_id": 1, "created_at": 1}
+        for doc in self.records.find({}, projection).batch_size(INSERT_CHUNK):
+            if "seq" not in doc:
+                key = (str(doc.get("tenant_id") or ""), str(doc.get("form_id") or ""))
+                groups.setdefault(key, []).append((doc.get("created_at") or _EPOCH, str(doc["_id"])))
+        updated = 0
+        for (tenant_id, form_id), rows in groups.items():
+            rows.sort()
+            last = self.reserve_order(tenant_id, form_id, len(rows))
+            first = last - len(rows) + 1
+            batch = [UpdateOne({"_id": rid}, {"$set": {"seq": first + i}}) for i, (_at, rid) in enumerate(rows)]
+            for start in range(0, len(batch), INSERT_CHUNK):
+                updated += self.records.bulk_write(batch[start : start + INSERT_CHUNK], ordered=False).modified_count
+        self.meta.update_one({"_id": marker}, {"$set": {"done_at": datetime.now(UTC)}}, upsert=True)
+        return updated
+
+    def value_bounds(self, tenant_id: str, form_id: str, key: str) -> tuple[Any, Any] | None:
+        """By _id in `counters`."""
+        doc = self.counters.find_one({"_id": bounds_key(tenant_id, form_id, key)})
+        return (doc.get("low"), doc.get("high")) if doc else None
+
+    def widen_bounds(self, tenant_id: str, form_id: str, key: str, low: Any, high: Any) -> tuple[Any, Any]:
+        """One atomic $min/$max, outside any transaction (the bounds only size read windows)."""
+        doc = self.counters.find_one_and_update(
+            {"_id": bounds_key(tenant_id, form_id, key)},
+            {"$min": {"low": low}, "$max": {"high": high}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc.get("low"), doc.get("high")
+
     def return_sequence(self, key: str, last: int, count: int) -> bool:
         """Decrement the counter only if it still ends at `last` (the counters collection is tiny)."""
         result = self.counters.update_one({"_id": key, "seq": last}, {"$inc": {"seq": -count}})
@@ -240,7 +344,7 @@ class MongoRecordRepository:
         projection: Doc | None = None,
     ) -> Iterator[Doc]:
         """A cursor over an index-covered predicate (never hinted: hints are slow on SecantusDB)."""
-        cursor = self.records.find(predicate, projection)
+        cursor = self.records.find(store_predicate(predicate), projection)
         if sort:
             cursor = cursor.sort(list(sort))
         if limit:
@@ -252,8 +356,8 @@ class MongoRecordRepository:
     def count(self, predicate: Doc, limit: int = 0) -> int:
         """count_documents, stopping at `limit` when > 0."""
         if limit:
-            return self.records.count_documents(predicate, limit=limit)
-        return self.records.count_documents(predicate)
+            return self.records.count_documents(store_predicate(predicate), limit=limit)
+        return self.records.count_documents(store_predicate(predicate))
 
     def history_page(self, tenant_id: str, record_id: str, before: datetime | None, limit: int) -> list[Doc]:
         """Entries newest first through (tenant_id, record_id, at)."""
