@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-# honcho passes its environment to every process; per-unit ports are set with
-# a small wrapper so the Procfile stays readable.
+# The supervisor passes its environment to every process; per-unit ports are
+# set with a small wrapper so the Procfile stays readable.
 export FORM_HTTP_PORT="${FORM_HTTP_PORT:-8081}" RECORD_HTTP_PORT="${RECORD_HTTP_PORT:-8082}" RELAY_HTTP_PORT="${RELAY_HTTP_PORT:-8083}"
-exec .venv/bin/honcho -f Procfile start
+# A unit that crashes is restarted with backoff while the others keep serving
+# (honcho would stop them all); `ready` only announces the URL and may exit.
+# The stores are stopped after the services, which shut down against a live database.
+exec .venv/bin/python -m crm_runtime.supervise -f Procfile --oneshot ready \
+  --stop-last record-store --stop-last form-store --stop-last gateway-store

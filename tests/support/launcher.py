@@ -1,8 +1,11 @@
 """Start the whole platform as separate processes, as `make run` does.
 
-Used by the end-to-end tests and the benchmarks: a private SecantusDB server
-on a free port, the form service, the record service, the outbox relay and the
-gateway, each its own process on free ports, against the real RabbitMQ.
+Used by the end-to-end tests and the benchmarks: one private SecantusDB server
+per owning service (record, form, gateway) on free ports, the form service,
+the record service, the outbox relays and the gateway, each its own process on
+free ports, against the real RabbitMQ. The units are supervised like under
+`make run` (crm_runtime.supervise): one that exits is restarted with backoff, so
+a test can kill -9 a unit and see it come back.
 """
 
 from __future__ import annotations
@@ -10,60 +13,34 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 from cryptography.fernet import Fernet
 
+from crm_runtime.supervise import Backoff, Supervisor, Unit
 from crm_runtime.testing import StoreProcess, amqp_url, free_port, start_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
+__all__ = ["STORE_CACHE", "Platform", "Unit", "start_platform"]
 
-@dataclass
-class Unit:
-    """One running process of the platform."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        """Launch the process, logging to its file."""
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def stop(self, sig_timeout: float = 10.0) -> None:
-        """Terminate gracefully, kill if it hangs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(sig_timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+STORE_CACHE = {"record": "4G", "form": "256M", "gateway": "512M"}
+"""WiredTiger cache (a maximum) of each service's store: the records need the 4G (bulk loads), the others are small."""
 
 
 @dataclass
 class Platform:
-    """A running platform; `base_url` is the gateway."""
+    """A running platform; `base_url` is the gateway.
+
+    `stores` holds each owning service's SecantusDB ("record", "form", "gateway"); `store` is the record
+    service's (the records, history and outbox), the one tests and benchmarks read directly.
+    """
 
     store: StoreProcess
     units: dict[str, Unit]
@@ -72,6 +49,9 @@ class Platform:
     admin_password: str
     gateway_port: int
     extra: dict[str, str] = field(default_factory=dict)
+    stores: dict[str, StoreProcess] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    _supervisor_log: TextIO | None = None
 
     @property
     def base_url(self) -> str:
@@ -80,13 +60,18 @@ class Platform:
 
     def logs(self, name: str) -> str:
         """The tail of a unit's log, for failure messages."""
-        return self.units[name].log_path.read_text(errors="replace")[-4000:]
+        path = self.units[name].log_path
+        assert path is not None
+        return path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        """Stop every unit, then the store; drop this platform's durable queues from the shared broker."""
-        for unit in reversed(list(self.units.values())):
-            unit.stop()
-        self.store.stop()
+        """Stop every unit, then the stores; drop this platform's durable queues from the shared broker."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self._supervisor_log is not None:
+            self._supervisor_log.close()
+        for store in self.stores.values() or [self.store]:
+            store.stop()
         _delete_queues(
             self.env["AMQP_URL"], [self.env["RECORD_DIRECTORY_QUEUE"], self.env["RECORD_DIRECTORY_QUEUE"] + ".dlq"]
         )
@@ -97,10 +82,10 @@ def _wait_ready(url: str, timeout: float, units: dict[str, Unit]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for unit in units.values():
-            if unit.process is not None and unit.process.poll() is not None:
-                raise RuntimeError(
-                    f"{unit.name} exited with {unit.process.returncode}:\n" + unit.log_path.read_text()[-3000:]
-                )
+            # at start-up an exit is a broken platform, not a crash to ride out
+            if unit.exits:
+                assert unit.log_path is not None
+                raise RuntimeError(f"{unit.name} exited with {unit.exits[0]}:\n" + unit.log_path.read_text()[-3000:])
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -128,15 +113,31 @@ def _delete_queues(url: str, names: list[str]) -> None:
         conn.close()
 
 
+def _start_stores() -> dict[str, StoreProcess]:
+    stores: dict[str, StoreProcess] = {}
+    try:
+        for service, cache in STORE_CACHE.items():
+            stores[service] = start_store(cache_size=cache)
+    except Exception:
+        for store in stores.values():
+            store.stop()
+        raise
+    return stores
+
+
 def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None) -> Platform:
-    """Start store, services, relay and gateway; return when the gateway is ready."""
-    store = start_store()
+    """Start the stores, services, relays and gateway under a supervisor; return when the gateway is ready."""
+    stores = _start_stores()
     data_dir = Path(tempfile.mkdtemp(prefix="crm-platform-"))
     password = "Adm1n-" + secrets.token_urlsafe(8)
     form_grpc, record_grpc, gateway_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
-        "MONGO_URL": store.url,
+        # MONGO_URL is the record database (what tests and bench read); each service has its own URL
+        "MONGO_URL": stores["record"].url,
+        "RECORD_MONGO_URL": stores["record"].url,
+        "FORM_MONGO_URL": stores["form"].url,
+        "GATEWAY_MONGO_URL": stores["gateway"].url,
         "AMQP_URL": amqp_url(),
         "FORM_GRPC_ADDR": f"127.0.0.1:{form_grpc}",
         "RECORD_GRPC_ADDR": f"127.0.0.1:{record_grpc}",
@@ -165,12 +166,24 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "gateway-relay": ([py, "-m", "gateway", "relay"], {}),
         "gateway": ([py, "-m", "gateway", "serve"], {}),
     }
-    units: dict[str, Unit] = {}
-    for name, (args, extra) in specs.items():
-        unit = Unit(name, args, {**env, **extra}, data_dir / f"{name}.log")
-        unit.start()
-        units[name] = unit
-    platform = Platform(store, units, env, data_dir, password, gateway_port)
+    units = {
+        name: Unit(name, args, {**env, **extra}, log_path=data_dir / f"{name}.log", cwd=ROOT)
+        for name, (args, extra) in specs.items()
+    }
+    log = open(data_dir / "supervisor.log", "a")  # noqa: SIM115 - closed in Platform.stop()
+    supervisor = Supervisor(list(units.values()), out=log, backoff=Backoff(), colour=False)
+    platform = Platform(
+        stores["record"],
+        units,
+        env,
+        data_dir,
+        password,
+        gateway_port,
+        stores=stores,
+        supervisor=supervisor,
+        _supervisor_log=log,
+    )
+    supervisor.start()
     try:
         _wait_ready(f"{platform.base_url}/readyz", timeout, units)
     except Exception:  # noqa: BLE001 - add the logs, then re-raise

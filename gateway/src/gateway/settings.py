@@ -15,7 +15,8 @@ MIB = 1024 * 1024
 class Settings:
     """Everything the gateway reads from the environment.
 
-    MONGO_URL, GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, AMQP_URL, GATEWAY_PORT (8080),
+    GATEWAY_MONGO_URL (else MONGO_URL: the gateway's own store, or the one MongoDB every service shares),
+    GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, AMQP_URL, GATEWAY_PORT (8080),
     GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
     CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL,
     GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create),
@@ -63,7 +64,7 @@ class Settings:
             raise ConfigError("environment variable JWT_SECRET is required (at least 16 characters)")
         return cls(
             jwt_secret=secret,
-            mongo_url=env_str("MONGO_URL", cls.mongo_url),
+            mongo_url=env_str("GATEWAY_MONGO_URL", env_str("MONGO_URL", cls.mongo_url)),
             gateway_db=env_str("GATEWAY_DB", cls.gateway_db),
             form_grpc_addr=env_str("FORM_GRPC_ADDR", cls.form_grpc_addr),
             record_grpc_addr=env_str("RECORD_GRPC_ADDR", cls.record_grpc_addr),

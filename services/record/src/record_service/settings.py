@@ -12,8 +12,9 @@ from crm_runtime.config import BaseSettings, ConfigError, env_int, env_str
 
 @dataclass(frozen=True)
 class Settings(BaseSettings):
-    """MONGO_URL, AMQP_URL, GRPC_PORT (50052), HTTP_PORT (8082), LOG_LEVEL, RECORD_DB (crm_record),
-    FORM_GRPC_ADDR (127.0.0.1:50051), FIELD_ENCRYPTION_KEY, TENANT_TZ (Asia/Shanghai), RELAY_HTTP_PORT (8083),
+    """RECORD_MONGO_URL (else MONGO_URL; the service and its relay share it), AMQP_URL, GRPC_PORT (50052),
+    HTTP_PORT (8082), LOG_LEVEL, RECORD_DB (crm_record), FORM_GRPC_ADDR (127.0.0.1:50051), FIELD_ENCRYPTION_KEY,
+    TENANT_TZ (Asia/Shanghai), RELAY_HTTP_PORT (8083),
     RECORD_DIRECTORY_QUEUE (record.directory: the durable queue of the gateway's user events; installations
     sharing one broker each need their own, or they take each other's events)."""
 
@@ -28,6 +29,8 @@ class Settings(BaseSettings):
     def from_env(cls) -> Settings:
         """Read the environment; a malformed value fails start-up with a clear message."""
         base = cls.base_from_env(default_grpc_port=50052, default_http_port=8082)
+        # the record service owns its database: its own store locally, the shared MONGO_URL otherwise
+        base["mongo_url"] = env_str("RECORD_MONGO_URL", str(base["mongo_url"]))
         tz = env_str("TENANT_TZ", "Asia/Shanghai")
         try:
             ZoneInfo(tz)

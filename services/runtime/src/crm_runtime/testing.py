@@ -74,18 +74,26 @@ class StoreProcess:
 # - The oplog is capped at 100,000 entries and then pruned on every commit;
 #   sampled commits spent their time in that prune walk. We read no change
 #   streams: a larger cap leaves the pruning to the time retention (1 hour).
+# The cache is a maximum; the stores of small databases (the form service's,
+# the gateway's) get a smaller one, as in `make run` (Procfile).
 STORE_ARGS = ("--oplog-max-entries", "20000000", "--cache-size", "4G")
 
 
-def start_store(timeout: float = 30.0) -> StoreProcess:
-    """Start SecantusDB on a free port with throw-away storage; wait until it answers."""
+def start_store(timeout: float = 30.0, *, cache_size: str | None = None) -> StoreProcess:
+    """Start SecantusDB on a free port with throw-away storage; wait until it answers.
+
+    `cache_size` (e.g. "512M") replaces the 4G WiredTiger cache of STORE_ARGS.
+    """
+    args = list(STORE_ARGS)
+    if cache_size is not None:
+        args[args.index("--cache-size") + 1] = cache_size
     port = free_port()
     path = tempfile.mkdtemp(prefix="crm-store-")
     log = open(os.path.join(path, "server.log"), "wb")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(
         [
             _secantusd(),
-            *STORE_ARGS,
+            *args,
             "--host",
             "127.0.0.1",
             "--port",
