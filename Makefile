@@ -54,7 +54,8 @@ test-unit: deps
 lint: deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service/domain services/record/src/record_service/domain
+	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service services/record/src/record_service gateway/src/gateway
+	$(VENV)/bin/lint-imports
 
 bench: deps broker
 	$(PY) bench/run.py $(BENCH_ARGS)

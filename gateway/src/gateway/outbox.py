@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_runtime.events import EventPublisher, OutboxRelay, exchange_name, make_envelope
+from crm_runtime.envelope import make_envelope
+from crm_runtime.events import EventPublisher, OutboxRelay, exchange_name
 from gateway.store import GatewayStore
 
 SOURCE = "gateway"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pika
 import pytest
+from structlog.testing import capture_logs
 
-from crm_runtime.events import EventConsumer, EventPublisher, OutboxRelay, make_envelope, wait_until
+from crm_runtime.envelope import make_envelope
+from crm_runtime.events import EventConsumer, EventPublisher, OutboxRelay, wait_until
 from crm_runtime.mongo import connect
 from crm_runtime.testing import StoreProcess, amqp_url, start_store
 
@@ -120,3 +124,68 @@ def test_consumer_is_idempotent_and_dead_letters_poison(db: Any) -> None:
     ch.queue_delete(queue + ".dlq")
     conn.close()
     pub.close()
+
+
+def _with_heartbeat(url: str, seconds: int) -> str:
+    return url + ("&" if "?" in url else "?") + f"heartbeat={seconds}"
+
+
+def _pika_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("pika") and r.levelno >= logging.WARNING]
+
+
+def test_idle_relay_keeps_its_connection_past_the_heartbeat_timeout(db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A relay idle for over three heartbeats still holds the same connection and publishes without an error."""
+    caplog.set_level(logging.WARNING)
+    exchange = "rt-" + uuid.uuid4().hex[:8] + ".events"
+    conn, ch, q = _bind_queue(exchange, "#")
+    outbox = db["outbox"]
+    OutboxRelay.ensure_indexes(outbox)
+    publisher = EventPublisher(_with_heartbeat(amqp_url(), 2), exchange)
+    relay = OutboxRelay(outbox, publisher, poll_interval=0.2)
+    first = make_envelope("thing.created", "t", {"n": 1}, source="rt")
+    outbox.insert_one({"_id": first["id"], "event": first, "published": False})
+    with capture_logs() as logs:
+        thread = relay.start()
+        try:
+            assert [m["id"] for m in _drain(ch, q, 1)] == [first["id"]]
+            kept = publisher._conn
+            assert kept is not None and kept.is_open
+            time.sleep(7.0)  # the broker drops a connection that misses 2 heartbeats (4 s here)
+            second = make_envelope("thing.created", "t", {"n": 2}, source="rt")
+            outbox.insert_one({"_id": second["id"], "event": second, "published": False})
+            assert [m["id"] for m in _drain(ch, q, 1)] == [second["id"]]
+            assert publisher._conn is kept and kept.is_open
+        finally:
+            relay.stop()
+            thread.join(5)
+    assert not thread.is_alive()
+    assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
+    assert _pika_errors(caplog) == []
+    assert outbox.count_documents({"published": False}) == 0
+    publisher.close()
+    conn.close()
+
+
+def test_publisher_reconnects_quietly_when_the_broker_dropped_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection left unserviced past the heartbeat timeout: one warning line, no traceback, delivered."""
+    caplog.set_level(logging.WARNING)
+    exchange = "rt-" + uuid.uuid4().hex[:8] + ".events"
+    conn, ch, q = _bind_queue(exchange, "#")
+    publisher = EventPublisher(_with_heartbeat(amqp_url(), 1), exchange)
+    first = make_envelope("thing.created", "t", {"n": 1}, source="rt")
+    publisher.publish(first)
+    dropped = publisher._conn
+    time.sleep(4.5)  # a stalled process: nothing services the connection, the broker drops it
+    second = make_envelope("thing.created", "t", {"n": 2}, source="rt")
+    with capture_logs() as logs:
+        publisher.publish(second)
+    assert publisher._conn is not dropped
+    assert [m["id"] for m in _drain(ch, q, 2)] == [first["id"], second["id"]]
+    assert [(e["event"], e["log_level"]) for e in logs] == [("amqp_connection_dropped", "warning")]
+    assert "Traceback" not in caplog.text
+    assert _pika_errors(caplog) == []
+    publisher.close()
+    conn.close()

@@ -19,7 +19,8 @@ import pytest
 from crm.record.v1 import record_pb2
 from crm_runtime.access import Policy, RoleDefinition, compile_policy
 from crm_runtime.client import problem_from_error
-from crm_runtime.events import make_envelope, wait_until
+from crm_runtime.envelope import make_envelope
+from crm_runtime.events import wait_until
 from crm_runtime.testing import amqp_url
 from record_service.store.directory import GATEWAY_EXCHANGE, directory_consumer
 

@@ -3,7 +3,8 @@
 Wire format matches nameko 2.14: each publishing service has a durable topic
 exchange `<service>.events`, the routing key is the event type, messages are
 persistent JSON. The body is the envelope
-`{id, type, tenant_id, occurred_at, source, actor, data}`.
+`{id, type, tenant_id, occurred_at, source, actor, data}`, built by the pure
+`crm_runtime.envelope.make_envelope` (schema: proto/crm/events/v1/events.proto).
 
 Reliability: services never publish from the request path. They write the
 envelope into an outbox collection in the same store write (or transaction)
@@ -11,18 +12,28 @@ as the change; `OutboxRelay` publishes pending envelopes with publisher
 confirms and only then marks them sent. A crash between publish and mark
 republishes, so consumers are idempotent (`EventConsumer` remembers processed
 event ids in a TTL collection) and ack only after their work commits.
+
+Heartbeats: a BlockingConnection answers the broker's heartbeats only while
+pika runs its I/O loop. The relay therefore waits between polls inside
+`EventPublisher.idle()` (`process_data_events`), never in a plain sleep: an
+idle connection is kept, not dropped after the heartbeat timeout. If the broker
+dropped it anyway (a restart, a network blip), the next publish reconnects
+with one warning line and pika's own error logs of the dead socket are held
+back, so a quiet spell leaves no traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pika
 import pika.exceptions
@@ -31,6 +42,7 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from crm_runtime.envelope import encode_envelope
 from crm_runtime.logging import get_logger
 
 log = get_logger("crm.events")
@@ -46,20 +58,56 @@ def exchange_name(service: str) -> str:
     return f"{service}.events"
 
 
-def make_envelope(
-    event_type: str, tenant_id: str, data: dict[str, Any], *, source: str, actor: str = "system"
-) -> dict[str, Any]:
-    """A new event envelope; `occurred_at` is now, in UTC."""
-    return {
-        "id": uuid.uuid4().hex,
-        "type": event_type,
-        "tenant_id": tenant_id,
-        # fixed width (always microseconds) so that the text sorts in time order
-        "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "source": source,
-        "actor": actor,
-        "data": data,
-    }
+DEFAULT_HEARTBEAT = 30
+"""Heartbeat interval (seconds) asked of the broker unless the URL names one (`?heartbeat=5`)."""
+
+# Errors of a connection that is gone (closed by the broker, reset, timed out):
+# reconnect and try again. Anything else (a nack, a channel closed for a
+# protocol error) is the caller's to see.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ChannelWrongStateError,
+)
+
+
+def connection_parameters(amqp_url: str) -> pika.URLParameters:
+    """pika parameters of a URL; the heartbeat is DEFAULT_HEARTBEAT unless the URL sets one."""
+    params = pika.URLParameters(amqp_url)
+    if "heartbeat" not in parse_qs(urlsplit(amqp_url).query):
+        params.heartbeat = DEFAULT_HEARTBEAT
+    return params
+
+
+class _ThreadQuiet(logging.Filter):
+    """Drops pika's records logged by a thread while it is inside `quiet_pika()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "depth", 0)
+
+
+_QUIET = _ThreadQuiet()
+for _name in [n for n in logging.Logger.manager.loggerDict if n == "pika" or n.startswith("pika.")]:
+    # a logger's filters see only its own records, so every pika module logger gets it
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
+@contextmanager
+def quiet_pika() -> Iterator[None]:
+    """Hold back pika's logs (in this thread only) while touching a connection that may be dead.
+
+    pika logs a lost socket at ERROR with a traceback before it raises; the
+    caller handles the raised error with one line of its own instead.
+    """
+    _QUIET.local.depth = getattr(_QUIET.local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.local.depth -= 1
 
 
 def declare_exchange(channel: Any, name: str) -> None:
@@ -70,8 +118,11 @@ def declare_exchange(channel: Any, name: str) -> None:
 class EventPublisher:
     """Publishes envelopes to a topic exchange with publisher confirms.
 
-    Not thread-safe (pika's BlockingConnection is not): one per thread. A failed
-    publish raises; callers (the relay) retry later.
+    Not thread-safe (pika's BlockingConnection is not): one per thread. A
+    connection kept between publishes is serviced by `idle()`; if the broker
+    dropped it all the same, `publish()` reconnects once, quietly, and
+    publishes again. Any other failed publish raises; callers (the relay)
+    retry later.
     """
 
     def __init__(self, amqp_url: str, exchange: str, *, connect_timeout: float = 5.0) -> None:
@@ -81,47 +132,90 @@ class EventPublisher:
         self._conn: pika.BlockingConnection | None = None
         self._channel: Any = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (as far as pika knows)."""
+        return self._conn is not None and self._conn.is_open
+
     def _ensure(self) -> Any:
         if self._conn is None or self._conn.is_closed or self._channel is None or self._channel.is_closed:
             self.close()
-            params = pika.URLParameters(self._url)
+            params = connection_parameters(self._url)
             params.socket_timeout = self._timeout
             params.blocked_connection_timeout = 30
-            params.heartbeat = 30
             self._conn = pika.BlockingConnection(params)
             self._channel = self._conn.channel()
             self._channel.confirm_delivery()
             declare_exchange(self._channel, self._exchange)
         return self._channel
 
+    def _dropped(self, exc: BaseException) -> None:
+        log.warning("amqp_connection_dropped", exchange=self._exchange, error=str(exc) or type(exc).__name__)
+        self.close()
+
+    def _send(self, envelope: dict[str, Any], body: bytes) -> None:
+        self._ensure().basic_publish(
+            exchange=self._exchange,
+            routing_key=envelope["type"],
+            body=body,
+            properties=pika.BasicProperties(
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                message_id=envelope["id"],
+                type=envelope["type"],
+            ),
+            mandatory=False,
+        )
+
     def publish(self, envelope: dict[str, Any]) -> None:
         """Publish one envelope and wait for the broker's confirm."""
-        channel = self._ensure()
+        body = encode_envelope(envelope)
+        if self.connected:
+            # a kept connection may have been dropped by the broker since the last use
+            try:
+                with quiet_pika():
+                    self._send(envelope, body)
+            except CONNECTION_LOST as exc:
+                # a publish whose confirm was lost may arrive twice: consumers are idempotent
+                self._dropped(exc)
+            except Exception:
+                self.close()
+                raise
+            else:
+                EVENTS_PUBLISHED.labels(self._exchange, envelope["type"]).inc()
+                return
         try:
-            channel.basic_publish(
-                exchange=self._exchange,
-                routing_key=envelope["type"],
-                body=json.dumps(envelope, ensure_ascii=False, default=str).encode("utf-8"),
-                properties=pika.BasicProperties(
-                    content_type="application/json",
-                    content_encoding="utf-8",
-                    delivery_mode=2,
-                    message_id=envelope["id"],
-                    type=envelope["type"],
-                ),
-                mandatory=False,
-            )
+            self._send(envelope, body)
         except Exception:
             self.close()
             raise
         EVENTS_PUBLISHED.labels(self._exchange, envelope["type"]).inc()
+
+    def idle(self, seconds: float) -> bool:
+        """Wait up to `seconds` servicing the connection (heartbeats); False (at once) when there is none.
+
+        The relay waits here between polls so that the broker never sees an
+        idle connection miss its heartbeats. A connection found dropped is
+        closed with one warning line; the next `publish()` opens a new one.
+        """
+        if not self.connected:
+            return False
+        assert self._conn is not None
+        try:
+            with quiet_pika():
+                self._conn.process_data_events(time_limit=seconds)
+        except CONNECTION_LOST as exc:
+            self._dropped(exc)
+        return True
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None and conn.is_open:
             try:
-                conn.close()
+                with quiet_pika():
+                    conn.close()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
 
@@ -209,7 +303,18 @@ class OutboxRelay:
                 log.warning("relay_publish_failed", error=str(exc), retry_in=backoff)
                 self._publisher.close()
                 backoff = min(backoff * 2, 5.0)
-            self._stop.wait(backoff)
+            self._idle(backoff)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait between polls, servicing the broker connection, in slices so that `stop()` is prompt."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            step = min(left, 0.5)
+            if not self._publisher.idle(step):
+                self._stop.wait(step)
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread."""
@@ -312,9 +417,7 @@ class EventConsumer:
         """Consume until `stop()`, reconnecting after broker failures."""
         while not self._stop.is_set():
             try:
-                params = pika.URLParameters(self._url)
-                params.heartbeat = 30
-                self._conn = pika.BlockingConnection(params)
+                self._conn = pika.BlockingConnection(connection_parameters(self._url))
                 channel = self._conn.channel()
                 channel.basic_qos(prefetch_count=self._prefetch)
                 self._declare(channel)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_runtime.events import make_envelope
+from crm_runtime.envelope import make_envelope
 from form_service.domain.models import FORM_PUBLISHED, FormEvent
 
 SOURCE = "form"

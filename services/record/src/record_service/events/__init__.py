@@ -12,6 +12,13 @@ confirms). Payloads:
     record.owner_changed  {record_id, form_id, version, old_owner_id, new_owner_id, department_id}
     record.shared         {record_id, form_id, version, owner_id, department_id, share: {kind, id, access}}
     record.unshared       {record_id, form_id, version, owner_id, department_id, share: {kind, id}}
+    record.merged         {record_id, form_id, winner_id, loser_id, repointed, version, owner_id, department_id,
+                           changes} (extras/merge.py; the loser gets record.deleted with merged_into, each
+                           re-pointed record record.updated with merged_from and merged_into)
+
+The schema of the envelope and of each payload is proto/crm/events/v1/events.proto
+(crm.events.v1.RecordCreated, ...), checked against envelopes built here by
+services/runtime/tests/test_event_contract.py.
 
 Values are API outputs (crm_schema.to_output, encrypted text masked).
 
@@ -30,7 +37,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from crm_runtime.events import make_envelope
+from crm_runtime.envelope import make_envelope
 
 SOURCE = "record"
 EXCHANGE = "record.events"
