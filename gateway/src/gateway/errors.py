@@ -31,6 +31,7 @@ log = get_logger("crm.gateway")
 
 PROBLEM_JSON = "application/problem+json"
 
+RETRY_AFTER = 5  # seconds a client waits before retrying a 503 (a unit restarting takes about that)
 _GRPC_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.NOT_FOUND: 404,
@@ -120,7 +121,14 @@ def rpc_error_response(error: grpc.RpcError, service: str = "") -> Response:
     doc = problem_from_error(error)
     status = status_for_rpc(error, doc)
     if status == 503:
-        return problem(503, "service_unavailable", t("service_unavailable", service=service or "-"))
+        retry = doc.get("retry_after")
+        retry_after = str(int(retry)) if isinstance(retry, int | float) and 0 < retry <= 3600 else str(RETRY_AFTER)
+        return problem(
+            503,
+            "service_unavailable",
+            t("service_unavailable", service=service or "-"),
+            headers={"Retry-After": retry_after},
+        )
     if status == 504:
         return problem(504, "upstream_timeout", t("upstream_timeout", service=service or "-"))
     if status == 500:

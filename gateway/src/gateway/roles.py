@@ -18,6 +18,7 @@ needs no read of the roles while nothing changed.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 import time
@@ -170,7 +171,7 @@ class Roles:
         ids = [role_id(tenant_id, k) for k in dict.fromkeys(keys)]
         return {d["key"]: d for d in self._store.roles.find({"_id": {"$in": ids}})}
 
-    def admin_keys(self, tenant_id: str) -> list[str]:
+    def admin_keys(self, tenant_id: str) -> builtins.list[str]:
         """Keys of the tenant's roles that grant tenant administration."""
         return [d["key"] for d in self._store.roles.find({"tenant_id": tenant_id}) if _is_admin_doc(d)]
 

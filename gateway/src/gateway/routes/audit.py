@@ -179,6 +179,14 @@ def _csv_line(values: Any) -> str:
     return buf.getvalue()
 
 
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "text/csv", "content": {"text/csv": {}}},
+    401: {},
+    403: {},
+    422: {},
+}
+
+
 @bp.get("/audit/export")
 @bp.auth_required(token_auth)
 @bp.input(AuditQuerySchema, location="query", arg_name="query")
@@ -188,7 +196,7 @@ def _csv_line(values: Any) -> str:
         f"The same filters as the search; newest first, at most {EXPORT_MAX_ROWS:,} rows; UTF-8 with a BOM "
         "(Excel opens Chinese correctly), streamed. The export itself is logged (`audit.export`)."
     ),
-    responses={200: {"description": "text/csv", "content": {"text/csv": {}}}, 401: {}, 403: {}, 422: {}},
+    responses=CSV_RESPONSES,
 )
 def export(query: dict[str, Any]) -> Response:
     """A CSV file of entries."""

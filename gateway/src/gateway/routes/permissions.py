@@ -81,5 +81,5 @@ def check(query: dict[str, Any]) -> Response:
         }
     if not user.get("active", True):
         result["allowed"] = False
-        result["reasons"] = [{"code": "user_inactive"}, *result["reasons"]]
+        result["reasons"] = [{"code": "user_inactive"}, *list(result["reasons"])]  # type: ignore[call-overload]
     return json_response(result)

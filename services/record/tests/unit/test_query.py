@@ -23,8 +23,8 @@ from record_service.domain.query import (
     plan_query,
     relative_range,
     select_page,
-    select_window_page,
     select_partitioned_page,
+    select_window_page,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -8,7 +8,8 @@
     ├── Forbidden                    -> PERMISSION_DENIED   -> 403
     ├── Unauthenticated              -> UNAUTHENTICATED     -> 401
     ├── PayloadTooLarge              -> RESOURCE_EXHAUSTED  -> 413
-    └── TooManyRequests              -> RESOURCE_EXHAUSTED  -> 429
+    ├── TooManyRequests              -> RESOURCE_EXHAUSTED  -> 429
+    └── Unavailable(retry_after)     -> UNAVAILABLE         -> 503 + Retry-After
 
 A servicer raises these; `grpc_server` turns them into a status whose details
 string is a JSON problem object, which the gateway turns into problem+json.
@@ -125,3 +126,14 @@ class TooManyRequests(DomainError):
 
     code = "too_many_requests"
     http_status = 429
+
+
+class Unavailable(DomainError):
+    """A dependency (another service, the store) does not answer now; nothing was written; retry later."""
+
+    code = "unavailable"
+    http_status = 503
+
+    def __init__(self, detail: str = "", *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after

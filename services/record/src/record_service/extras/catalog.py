@@ -21,7 +21,7 @@ import grpc
 
 from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm_runtime.client import channel, problem_from_error
-from crm_runtime.errors import DomainError, NotFound
+from crm_runtime.errors import NotFound, Unavailable
 from crm_runtime.principal import Principal
 from record_service.domain.forms import FormSchema, FormSource
 
@@ -53,11 +53,10 @@ class SourceCatalog:
         return list(self._source.list_published(principal.tenant_id))
 
 
-class FormCatalogUnavailable(DomainError):
-    """The form service did not answer the form listing (503-like)."""
+class FormCatalogUnavailable(Unavailable):
+    """The form service did not answer the form listing: UNAVAILABLE, 503 with Retry-After at the gateway."""
 
     code = "form_service_unavailable"
-    http_status = 503
 
 
 class GrpcFormCatalog:

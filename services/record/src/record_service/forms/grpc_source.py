@@ -19,17 +19,16 @@ import grpc
 
 from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm_runtime.client import channel, problem_from_error
-from crm_runtime.errors import DomainError, NotFound
+from crm_runtime.errors import NotFound, Unavailable
 from crm_runtime.principal import Principal, optional_principal
 from record_service.domain.errors import form_not_found
 from record_service.domain.forms import FormSchema, FormSource
 
 
-class FormServiceUnavailable(DomainError):
-    """The form service did not answer (503-like; retried by callers)."""
+class FormServiceUnavailable(Unavailable):
+    """The form service did not answer: UNAVAILABLE over gRPC, 503 with Retry-After at the gateway."""
 
     code = "form_service_unavailable"
-    http_status = 503
 
 
 class GrpcFormSource:

@@ -87,6 +87,7 @@ class MongoTransaction:
             return_document=ReturnDocument.AFTER,
             session=self._s,
         )
+        assert doc is not None  # an upsert returning the document after always returns one
         return int(doc["seq"])
 
     def claim_uniques(self, claims: Sequence[tuple[str, str]]) -> None:
@@ -276,6 +277,7 @@ class MongoRecordRepository:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert doc is not None  # an upsert returning the document after always returns one
         return int(doc["seq"])
 
     def last_order(self, tenant_id: str, form_id: str) -> int:
@@ -323,6 +325,7 @@ class MongoRecordRepository:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert doc is not None  # an upsert returning the document after always returns one
         return doc.get("low"), doc.get("high")
 
     def return_sequence(self, key: str, last: int, count: int) -> bool:
