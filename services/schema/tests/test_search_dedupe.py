@@ -9,14 +9,26 @@ import crm_schema as s
 
 def matches(keyword: str, text: str) -> bool:
     wanted = s.query_tokens(keyword)
-    return bool(wanted) and set(wanted) <= set(s.search_tokens(text))
+    have = set(s.search_tokens(text))
+    return bool(wanted) and all(s.token_matches(t, have) for t in wanted)
 
 
 def test_cjk_tokens() -> None:
     tokens = s.search_tokens("华信科技")
-    assert tokens == ["华", "华信", "信", "信科", "科", "科技", "技"]
+    assert tokens == ["华信", "信科", "科技", "技"]  # bigrams and the run's last character
     assert s.query_tokens("华信") == ["华信"]
-    assert s.query_tokens("华") == ["华"]
+    assert s.query_tokens("华") == ["华*"]  # a prefix: a bigram it starts, or a run it ends
+    assert s.search_tokens("13800138000 robotics") == [
+        "13",
+        "138",
+        "1380",
+        "13800138000",
+        "ro",
+        "rob",
+        "robo",
+        "robotics",
+    ]
+    assert s.query_tokens("1380013 rob robotic") == ["1380013*", "rob", "robotic*"]
     assert s.query_tokens("恒通科技") == ["恒通", "通科", "科技"]
 
 
@@ -25,6 +37,8 @@ def test_keyword_matching() -> None:
     assert matches("华信", name)
     assert matches("恒通科技", name)
     assert matches("京", name)
+    assert matches("司", name) and matches("北", name)  # the last and the first character
+    assert not matches("美", name)
     assert not matches("华通", name)
     assert matches("Acme", "ACME Robotics 13800138000")
     assert matches("rob", "ACME Robotics")

@@ -222,3 +222,19 @@ def test_sort_by_a_number_walks_value_windows_with_ties_and_empty_values(
             break
     amounts = dict(zip(ids, [r.get("amount") for r in rows], strict=True))
     assert [(amounts[i], i) for i in seen] == wanted
+
+
+def test_one_character_and_long_prefix_keywords_read_token_ranges(tenant: Any) -> None:
+    """Prefix tokens on the store: one CJK character (no single-character tokens) and a long digit prefix."""
+    api = tenant.api()
+    bulk(
+        api,
+        [
+            {"customer_name": "北京华信恒通科技有限公司 13800138000"},
+            {"customer_name": "上海瑞丰贸易 13912345678"},
+            {"customer_name": "华"},
+        ],
+    )
+    for keyword, expected in (("华", 2), ("司", 1), ("丰", 1), ("1380013", 1), ("139123", 1), ("13", 2), ("美", 0)):
+        rows, resp = api.list("customer", keyword=keyword, page_size=50)
+        assert len(rows) == expected == resp.total, keyword

@@ -15,7 +15,7 @@ from crm_schema.i18n import message
 from crm_schema.limits import filter_shape_problem
 from crm_schema.output import mask, to_output
 from crm_schema.registry import FIELD_TYPES, INPUT_TYPES, SYSTEM_FIELD_NAMES, FieldType, field_types_catalogue
-from crm_schema.search import query_tokens, search_text, search_tokens
+from crm_schema.search import is_prefix, query_tokens, search_text, search_tokens, token_matches
 from crm_schema.validation import compute_formulas, contains_operator, validate_data
 
 __all__ = [
@@ -43,6 +43,8 @@ __all__ = [
     "normalise_unique",
     "operators_for",
     "query_tokens",
+    "is_prefix",
+    "token_matches",
     "render_auto_number",
     "search_text",
     "search_tokens",

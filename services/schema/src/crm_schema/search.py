@@ -1,8 +1,18 @@
 """Keyword search: the text of a record, its index tokens, and the tokens a keyword needs.
 
-CJK text has no spaces, so it is indexed as single characters and bigrams; a
-keyword then needs all of its bigrams ("华信" finds "北京华信恒通科技有限公司").
-Latin letters and digits are indexed as lower-case words and their prefixes.
+CJK text has no spaces, so it is indexed as bigrams plus the last character
+of each run; a keyword then needs all of its bigrams ("华信" finds
+"北京华信恒通科技有限公司"), and a single character is a *prefix token*: some
+token must start with it (a bigram it begins, or the end of a run). Latin
+letters and digits are indexed as lower-case words (up to MAX_PREFIX
+characters) and their prefixes of 2 to SHORT_PREFIX characters; a longer
+query word is a prefix token ("1380013" finds 13800138000 through the range of
+words beginning with it).
+
+Every token is an index entry of the record, written with it: fewer tokens
+make creates and imports cheaper (a record of a 16-field form had ~100, now
+about half), at the price of a range read for the rare one-character CJK query.
+A prefix token is the word followed by PREFIX_MARK.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from crm_schema.registry import FIELD_TYPES
 
 MAX_TOKENS = 200
 MAX_PREFIX = 20
+SHORT_PREFIX = 4
+PREFIX_MARK = "*"  # never part of a token: _RUNS only matches letters, digits and CJK
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _RUNS = re.compile(f"([{_CJK}]+)|([a-z0-9]+)")
 _SEARCHED = frozenset({"text", "long_text", "mobile", "phone", "email", "tags", "auto_number", "id_card", "uscc",
@@ -54,7 +66,8 @@ def _normal(text: str) -> str:
 
 
 def search_tokens(text: str) -> list[str]:
-    """Index tokens of `text`: CJK single characters and bigrams, latin/digit words and their prefixes (>= 2).
+    """Index tokens of `text`: CJK bigrams and each run's last character; latin/digit words and their prefixes
+    of 2..SHORT_PREFIX characters.
 
     De-duplicated in first-seen order and capped at MAX_TOKENS.
     """
@@ -63,27 +76,43 @@ def search_tokens(text: str) -> list[str]:
         if len(tokens) >= MAX_TOKENS:
             break
         if cjk:
-            for i, ch in enumerate(cjk):
-                tokens.setdefault(ch)
-                if i + 1 < len(cjk):
-                    tokens.setdefault(cjk[i : i + 2])
+            for i in range(len(cjk) - 1):
+                tokens.setdefault(cjk[i : i + 2])
+            tokens.setdefault(cjk[-1])
         else:
-            for end in range(2, min(len(word), MAX_PREFIX) + 1):
+            for end in range(2, min(len(word), SHORT_PREFIX) + 1):
                 tokens.setdefault(word[:end])
-            if len(word) == 1:
-                tokens.setdefault(word)
+            tokens.setdefault(word[:MAX_PREFIX])
     return list(tokens)[:MAX_TOKENS]
 
 
 def query_tokens(keyword: str) -> list[str]:
-    """The tokens a record must all have to match `keyword` (empty when the keyword has no letters)."""
+    """The tokens a record must all have to match `keyword` (empty when the keyword has no letters).
+
+    A token ending in PREFIX_MARK is a prefix: the record needs a token starting with it.
+    """
     tokens: dict[str, None] = {}
     for cjk, word in _RUNS.findall(_normal(keyword or "")):
         if cjk:
             if len(cjk) == 1:
-                tokens.setdefault(cjk)
+                tokens.setdefault(cjk + PREFIX_MARK)
             for i in range(len(cjk) - 1):
                 tokens.setdefault(cjk[i : i + 2])
+        elif len(word) == 1 or len(word) <= SHORT_PREFIX:
+            tokens.setdefault(word)
         else:
-            tokens.setdefault(word[:MAX_PREFIX])
+            tokens.setdefault(word[:MAX_PREFIX] + PREFIX_MARK)
     return list(tokens)[:32]
+
+
+def is_prefix(token: str) -> bool:
+    """True for a prefix token of query_tokens."""
+    return token.endswith(PREFIX_MARK)
+
+
+def token_matches(token: str, have: set[str]) -> bool:
+    """A query token against a record's tokens: present, or (a prefix token) the start of one of them."""
+    if not is_prefix(token):
+        return token in have
+    stem = token[: -len(PREFIX_MARK)]
+    return any(t.startswith(stem) for t in have)

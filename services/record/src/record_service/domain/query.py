@@ -357,10 +357,9 @@ class KeywordTokens:
     tokens: tuple[str, ...]
 
     def matches(self, doc: Doc) -> bool:
-        """True when the record has all tokens."""
-        kw = doc.get("kw") or ()
-        have = set(kw)
-        return all(t in have for t in self.tokens)
+        """True when the record has all tokens (a prefix token: one of its tokens starts with it)."""
+        have = set(doc.get("kw") or ())
+        return all(crm_schema.token_matches(t, have) for t in self.tokens)
 
     def paths(self) -> set[str]:
         """Stored paths read."""
@@ -878,12 +877,16 @@ def keyword_parts(keyword: str) -> tuple[str, ...]:
 
 
 def pick_token(tokens: Sequence[str]) -> str:
-    """The token most likely to be rare: the longest, the first among equals (a bigram over a unigram)."""
-    best = tokens[0]
-    for token in tokens[1:]:
-        if len(token) > len(best):
-            best = token
-    return best
+    """The token most likely to be rare and cheap: a whole token over a prefix, then the longest, then the first."""
+    return min(tokens, key=lambda t: (crm_schema.is_prefix(t), -len(t), tokens.index(t)))
+
+
+def token_predicate(token: str) -> dict[str, Any]:
+    """The `kw` condition of a query token: equality, or for a prefix token the range of tokens it starts."""
+    if not crm_schema.is_prefix(token):
+        return {"kw": token}
+    stem = token[:-1]
+    return {"kw": {"$gte": stem, "$lt": stem + "\U0010ffff"}}
 
 
 def plan_query(
@@ -951,7 +954,7 @@ def plan_query(
                 chosen = choose_token(dict(pushed), kw_tokens)
             else:
                 chosen = pick_token(kw_tokens)
-            predicate = {"kw": chosen}
+            predicate = token_predicate(chosen)
         pushed.update(predicate)
 
     residual += [leaf for leaf in leaves if leaf is not chosen]

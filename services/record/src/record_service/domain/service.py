@@ -44,6 +44,7 @@ from record_service.domain.query import (
     from_axis,
     keyword_partition,
     normalise_text,
+    pick_token,
     plan_query,
     select_page,
     select_partitioned_page,
@@ -1306,7 +1307,10 @@ class RecordService:
         one means reading its few matches rather than every record with a common
         bigram. Ties keep pick_token's preference (longer, then earlier).
         """
-        preferred = sorted(tokens, key=lambda t: -len(t))[:KEYWORD_PROBES]
+        whole = [t for t in tokens if not crm_schema.is_prefix(t)]
+        if not whole:  # prefix tokens only: each probe would read its whole range
+            return pick_token(tokens)
+        preferred = sorted(whole, key=lambda t: -len(t))[:KEYWORD_PROBES]
         counts = {t: self.repo.count({**base, "kw": t, "kp": 0}, KEYWORD_PROBE_LIMIT) for t in preferred}
         return min(preferred, key=lambda t: (counts[t], preferred.index(t)))
 
