@@ -21,7 +21,7 @@ from record_service.api.servicer import SERVICE_NAME, RecordServicer
 from record_service.domain.forms import FormSource
 from record_service.domain.repository import AttachmentLookup, Cipher, no_attachments
 from record_service.domain.service import RecordService
-from record_service.events import ENVELOPE_FIELD, EXCHANGE
+from record_service.events import ENVELOPE_FIELD, EXCHANGE, envelopes_of
 from record_service.store.directory import MongoDirectory
 from record_service.store.repository import MongoRecordRepository
 
@@ -97,7 +97,11 @@ def build_relay(db: Database[Any], amqp_url: str, *, poll_interval: float = 0.2)
     history = db["history"]
     OutboxRelay.ensure_indexes(history)
     return OutboxRelay(
-        history, EventPublisher(amqp_url, EXCHANGE), envelope_field=ENVELOPE_FIELD, poll_interval=poll_interval
+        history,
+        EventPublisher(amqp_url, EXCHANGE),
+        envelope_field=ENVELOPE_FIELD,
+        poll_interval=poll_interval,
+        expand=envelopes_of,  # a bulk create's batch entry is one event per record
     )
 
 

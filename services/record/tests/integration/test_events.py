@@ -61,7 +61,15 @@ def test_bulk_events_are_published_once_the_batch_is_written(tenant: Any, events
     rows = [{"customer_name": f"批量事件{i}"} for i in range(1500)]  # two transactions
     api.call("BulkCreateRecords", form_id="customer", records_json=json.dumps(rows, ensure_ascii=False))
     seen = events.wait(lambda s: len(s) >= 1500, timeout=60)
-    assert len({e["data"]["record_id"] for e in seen}) == 1500
+    assert len({e["data"]["record_id"] for e in seen}) == 1500 and len({e["id"] for e in seen}) == 1500
+    # one batch entry stands for 200 records; what is on the wire is one ordinary event a record
+    one = seen[0]
+    assert one["type"] == "record.created" and one["source"] == "record" and one["tenant_id"] == tenant.id
+    assert one["data"]["form_id"] == tenant.customer.id and one["data"]["data"]["customer_name"].startswith("批量事件")
+    assert db["history"].count_documents({"tenant_id": tenant.id}) == 1500 // 200 + 1
+    entries, _ = api.history(one["data"]["record_id"])
+    assert [e["action"] for e in entries] == ["created"] and entries[0]["id"] == one["id"]
+    assert {c["field"] for c in entries[0]["changes"]} >= {"customer_name"}
     assert wait_until(lambda: db["history"].count_documents({"tenant_id": tenant.id, "published": False}) == 0, 15)
 
 

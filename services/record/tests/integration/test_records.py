@@ -233,7 +233,13 @@ def test_bulk_create_all_or_nothing(tenant: Any, db: Any) -> None:
         api.call("BulkCreateRecords", form_id="customer", records_json=json.dumps(rows, ensure_ascii=False)).record_ids
     )
     assert len(ids) == 300 and len(set(ids)) == 300
-    assert db["history"].count_documents({"tenant_id": tenant.id, "action": "created"}) == 301
+    from record_service.events import entries_of
+
+    stored = list(db["history"].find({"tenant_id": tenant.id, "action": "created"}))
+    assert len(stored) == 1 + 2  # the single create, and the bulk's 300 records in two batch entries
+    created = [e for doc in stored for e in entries_of(doc)]
+    assert sorted(e["record_id"] for e in created if e["record_id"] in ids) == sorted(ids)
+    assert len({e["_id"] for e in created}) == 301  # one event id a record
     codes = sorted(d["data"]["code"] for d in db["records"].find({"tenant_id": tenant.id}))
     assert codes == [f"KH-{n:04d}" for n in range(1, 302)]
     assert api.get(ids[5])["data"]["customer_name"] == "批量5"

@@ -238,8 +238,10 @@ class OutboxRelay:
         envelope_field: str = "event",
         batch_size: int = 200,
         poll_interval: float = 0.2,
+        expand: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._col = collection
+        self._expand = expand
         self._publisher = publisher
         self._field = envelope_field
         self._batch = batch_size
@@ -253,23 +255,36 @@ class OutboxRelay:
         """The relay's query path: pending envelopes."""
         collection.create_index([("published", ASCENDING)], name="outbox_pending")
 
+    def _envelopes(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The envelopes of an outbox document: its envelope field, or what `expand` makes of it."""
+        if self._expand is not None:
+            return self._expand(doc)
+        return [doc[self._field]]
+
     def run_once(self) -> int:
-        """Publish one batch of pending envelopes; return how many were published."""
+        """Publish one batch of pending outbox documents; return how many were published.
+
+        A document may stand for several events (`expand`, e.g. one entry of a
+        bulk write): it is marked published once all of them are confirmed, so a
+        crash republishes the whole document (consumers are idempotent by event id).
+        """
         # No store-side sort: sorting makes the store fetch *every* pending
         # envelope per poll (a 10,000-event backlog was drained at ~250/s). The
         # `published` index returns equal keys in insertion order, which is each
         # writer's time order; the batch itself is ordered by occurred_at.
-        pending = list(self._col.find({"published": False}, {self._field: 1}).limit(self._batch))
-        pending.sort(key=lambda d: (str(d[self._field].get("occurred_at", "")), str(d["_id"])))
+        projection = None if self._expand is not None else {self._field: 1}
+        found = list(self._col.find({"published": False}, projection).limit(self._batch))
+        pending = [(doc, self._envelopes(doc)) for doc in found]
+        pending.sort(key=lambda p: (str(p[1][0].get("occurred_at", "")) if p[1] else "", str(p[0]["_id"])))
         OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
         done: list[Any] = []
         try:
-            for doc in pending:
-                envelope = doc[self._field]
-                self._publisher.publish(envelope)
-                if self._crash_after_publish:
-                    log.warning("relay_crash_injected", event_id=envelope["id"])
-                    os._exit(17)
+            for doc, envelopes in pending:
+                for envelope in envelopes:
+                    self._publisher.publish(envelope)
+                    if self._crash_after_publish:
+                        log.warning("relay_crash_injected", event_id=envelope["id"])
+                        os._exit(17)
                 done.append(doc["_id"])
         finally:
             # chunked: `$in` over many ids is slow on some stores
@@ -279,8 +294,8 @@ class OutboxRelay:
                     {"_id": {"$in": done[start : start + 200]}},
                     {"$set": {"published": True, "published_at": datetime.now(UTC)}},
                 )
-        if pending:
-            last = pending[-1][self._field]
+        if pending and pending[-1][1]:
+            last = pending[-1][1][-1]
             try:
                 occurred = datetime.fromisoformat(str(last["occurred_at"]).replace("Z", "+00:00"))
                 EVENT_LAG.labels(self._col.name).set((datetime.now(UTC) - occurred).total_seconds())

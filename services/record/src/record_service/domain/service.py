@@ -62,6 +62,7 @@ from record_service.domain.repository import (
     no_attachments,
 )
 from record_service.events import (
+    BATCH_ENTRY,
     RECORD_CREATED,
     RECORD_DELETED,
     RECORD_OWNER_CHANGED,
@@ -69,12 +70,14 @@ from record_service.events import (
     RECORD_SHARED,
     RECORD_UNSHARED,
     RECORD_UPDATED,
+    batch_document,
+    entries_of,
     history_document,
 )
 
 Doc = dict[str, Any]
 MAX_BULK_ROWS = 10_000
-BULK_CHUNK = 1_000
+BULK_CHUNK = 1_000  # records per transaction of a bulk create; a multiple of events.BATCH_ENTRY
 COUNT_CAP = 10_000
 KEYWORD_PROBES = 6  # tokens of a long keyword sampled to pick the rarest
 KEYWORD_PROBE_LIMIT = 200
@@ -530,7 +533,7 @@ class RecordService:
                 lambda tx: self._auto_number(tx, form, principal.tenant_id, now, len(values_list))
             )
         docs: list[Doc] = []
-        entries: list[Doc] = []
+        payloads: list[tuple[str, Doc]] = []
         claims: list[tuple[str, str]] = []
         positions: list[int] = []
         hold = f"bulk:{ids[0]}"
@@ -545,16 +548,21 @@ class RecordService:
             row_claims = self.unique_claims(form, principal.tenant_id, ids[i], data)
             claims += row_claims
             positions += [i] * len(row_claims)
-            out = self.outputs(form, data, masked)
-            entry = self.history_entry(
+            payloads.append((ids[i], {"data": self.outputs(form, data, masked)}))
+        common = {"form_id": form.id, "form_version": form.version, "owner_id": owner[0], "department_id": owner[1]}
+        entries: list[Doc] = []
+        for start in range(0, len(payloads), BATCH_ENTRY):
+            entry = batch_document(
                 RECORD_CREATED,
-                principal,
-                doc,
-                now,
-                [{"field": k, "old": None, "new": v} for k, v in out.items()],
-                {"form_version": form.version, "owner_id": doc["owner_id"], "data": out},
+                tenant_id=principal.tenant_id,
+                form_id=form.id,
+                actor=principal.user_id,
+                actor_name=principal.user_name,
+                at=now,
+                common=common,
+                items=payloads[start : start + BATCH_ENTRY],
             )
-            # held back from the relay until every chunk is written (see below)
+            # held back from the relay until every chunk is written (see _write_chunks)
             entry["published"] = hold
             entries.append(entry)
         try:
@@ -588,7 +596,8 @@ class RecordService:
         try:
             for start in range(0, len(docs), BULK_CHUNK):
                 chunk_docs = docs[start : start + BULK_CHUNK]
-                chunk_entries = entries[start : start + BULK_CHUNK]
+                # the batch entries of these records (BULK_CHUNK is a multiple of BATCH_ENTRY)
+                chunk_entries = entries[start // BATCH_ENTRY : (start + BULK_CHUNK) // BATCH_ENTRY]
                 chunk_claims = [c for d in chunk_docs for c in by_record.get(d["_id"], [])]
 
                 def txn(
@@ -612,7 +621,7 @@ class RecordService:
                 written = {d["_id"] for d in docs[:done]}
                 self.repo.discard(
                     [d["_id"] for d in docs[:done]],
-                    [e["_id"] for e in entries[:done]],
+                    [e["_id"] for e in entries[: done // BATCH_ENTRY + 1] if set(e["record_id"]) & written],
                     [k for k, rid in claims if rid in written],
                 )
             raise
@@ -1420,7 +1429,9 @@ class RecordService:
         before: tuple[datetime, str] | None = None
         if cursor:
             before = _decode_history_cursor(cursor, principal.locale)
-        rows = self.repo.history_page(principal.tenant_id, record_id, before[0] if before else None, size + 50)
+        stored = self.repo.history_page(principal.tenant_id, record_id, before[0] if before else None, size + 50)
+        rows = [e for doc in stored for e in entries_of(doc, [record_id])]
+        rows.sort(key=lambda r: (r["at"], r["_id"]), reverse=True)
         if before is not None:
             rows = [r for r in rows if (r["at"], r["_id"]) < before]
         page, more = rows[:size], len(rows) > size

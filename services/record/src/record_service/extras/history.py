@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from pymongo import DESCENDING
 from pymongo.database import Database
 
+from record_service.events import entries_of
+
 Doc = dict[str, Any]
 IN_CHUNK = 200  # `$in` is quadratic on SecantusDB beyond a few hundred values
 
@@ -38,6 +40,6 @@ class MongoHistoryReader:
         for start in range(0, len(ids), IN_CHUNK):
             predicate = {"tenant_id": tenant_id, "record_id": {"$in": ids[start : start + IN_CHUNK]}}
             cursor = self._history.find(predicate, {"event": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)])
-            rows += list(cursor.limit(limit))
+            rows += [e for doc in cursor.limit(limit) for e in entries_of(doc, ids)]
         rows.sort(key=lambda r: (r["at"], r["_id"]), reverse=True)
         return rows[:limit]
