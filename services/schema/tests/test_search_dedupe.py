@@ -57,10 +57,11 @@ def test_token_cap_and_dedupe() -> None:
 def test_search_text(f: Any) -> None:
     fields = [
         f("name", "text"),
-        f("level", "select", options=[{"value": "A", "label": {"zh-CN": "重要", "en": "Key"}}]),
-        f("secret", "encrypted_text"),
+        f("level", "select", options=[{"value": "A", "label": {"zh-CN": "重要", "en": "Key"}}], searchable=True),
+        f("secret", "encrypted_text", searchable=True),
         f("amount", "money"),
-        f("region", "region"),
+        f("region", "region", searchable=True),
+        f("remark", "long_text"),
     ]
     text = s.search_text(
         fields,
@@ -70,10 +71,12 @@ def test_search_text(f: Any) -> None:
             "secret": "enc:xyz",
             "amount": 100,
             "region": {"province": "广东省", "city": "深圳"},
+            "remark": "备注里的话",
         },
     )
     assert "华信" in text and "重要" in text and "广东省" in text
     assert "enc" not in text and "100" not in text
+    assert "备注" not in text  # long text is searched only when the field says so
 
 
 def test_normalise_unique(f: Any) -> None:

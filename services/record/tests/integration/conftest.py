@@ -59,7 +59,7 @@ def customer_fields() -> list[dict[str, Any]]:
             "readable_roles": ["admin"],
         },
         {"key": "code", "type": "auto_number", "label": {"zh-CN": "编号", "en": "Code"}, "pattern": "KH-{0000}"},
-        {"key": "remark", "type": "long_text", "label": {"zh-CN": "备注", "en": "Remark"}},
+        {"key": "remark", "type": "long_text", "label": {"zh-CN": "备注", "en": "Remark"}, "searchable": True},
         {
             "key": "contact_count",
             "type": "rollup",

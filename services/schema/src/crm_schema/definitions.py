@@ -15,7 +15,7 @@ from crm_schema.registry import FIELD_TYPES, SYSTEM_FIELD_NAMES
 from crm_schema.validation import RESULT_TYPES, formula_order
 
 KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
-_BOOL_PROPS = ("required", "unique", "filterable", "read_only", "dedupe", "many")
+_BOOL_PROPS = ("required", "unique", "filterable", "searchable", "read_only", "dedupe", "many")
 _ROLLUP_AGGS = ("count", "sum", "min", "max", "avg")
 _NO_DEFAULT = frozenset({"relation", "attachment", "image", "encrypted_text", "sub_table"})
 _OPTION_TYPES = frozenset({"select", "multi_select", "stage"})

@@ -48,12 +48,21 @@ class FieldType:
             "computed": self.computed,
             "stored": self.stored,
             "filterable_default": self.filterable_default,
-            "searchable": self.searchable,
+            # may be part of keyword search (a field's `searchable`), and is unless the field says otherwise
+            "searchable": self.name in SEARCHABLE_TYPES,
+            "searchable_default": self.name in SEARCHED_BY_DEFAULT,
             "unique_allowed": self.unique_allowed,
             "operators": sorted(self.ops),
             **({"value_range": dict(VALUE_RANGES[self.name])} if self.name in VALUE_RANGES else {}),
         }
 
+
+SEARCHABLE_TYPES = frozenset({"text", "long_text", "mobile", "phone", "email", "tags", "auto_number", "id_card",
+                              "uscc", "select", "multi_select", "stage", "region", "address", "url"})  # fmt: skip
+# searched unless the field says `searchable: false`: what people type to find a customer (name, number,
+# phone, e-mail); the others (remarks, addresses, links, option labels, which filters cover) only with
+# `searchable: true`. Every searched word is index entries of the record, written with it.
+SEARCHED_BY_DEFAULT = frozenset({"text", "mobile", "phone", "email", "tags", "auto_number", "id_card", "uscc"})
 
 # The accepted values of the number-like and calendar types (as text, so that no JSON
 # reader rounds them); everything outside is refused with the rule "number_range" or

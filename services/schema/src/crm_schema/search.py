@@ -22,7 +22,7 @@ import unicodedata
 from typing import Any
 
 from crm_schema import values as v
-from crm_schema.registry import FIELD_TYPES
+from crm_schema.registry import FIELD_TYPES, SEARCHABLE_TYPES, SEARCHED_BY_DEFAULT
 
 MAX_TOKENS = 200
 MAX_PREFIX = 20
@@ -30,8 +30,15 @@ SHORT_PREFIX = 4
 PREFIX_MARK = "*"  # never part of a token: _RUNS only matches letters, digits and CJK
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _RUNS = re.compile(f"([{_CJK}]+)|([a-z0-9]+)")
-_SEARCHED = frozenset({"text", "long_text", "mobile", "phone", "email", "tags", "auto_number", "id_card", "uscc",
-                       "select", "multi_select", "stage", "region", "address", "url"})  # fmt: skip
+
+
+def is_searched(field: dict[str, Any]) -> bool:
+    """True when the field's values are part of the record's keyword-search text."""
+    ftype = field.get("type")
+    if ftype not in SEARCHABLE_TYPES or ftype not in FIELD_TYPES:
+        return False
+    flag = field.get("searchable")
+    return bool(flag) if isinstance(flag, bool) else ftype in SEARCHED_BY_DEFAULT
 
 
 def _plain(field: dict[str, Any], value: Any) -> list[str]:
@@ -55,7 +62,7 @@ def search_text(fields: list[dict[str, Any]], data: dict[str, Any]) -> str:
     """The searchable text of a record: text-like values and option labels (never encrypted or rich text)."""
     parts: list[str] = []
     for field in fields:
-        if not isinstance(field, dict) or field.get("type") not in _SEARCHED or field.get("type") not in FIELD_TYPES:
+        if not isinstance(field, dict) or not is_searched(field):
             continue
         parts.extend(p for p in _plain(field, data.get(str(field.get("key")))) if p)
     return "\n".join(parts)
