@@ -6,22 +6,46 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STORE_VENV := .venv-store
-PACKAGES := -e services/runtime -e services/schema -e services/form -e services/record -e gateway
+LOCAL_PACKAGES := services/runtime services/schema services/form services/record gateway
+# their distribution names (crm-runtime …), read from their pyprojects when needed
+LOCAL_DISTS = $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(addsuffix /pyproject.toml,$(LOCAL_PACKAGES)))
+PACKAGES := $(addprefix -e ,$(LOCAL_PACKAGES))
+# every distribution of .venv pinned with hashes; made by `make lock` from requirements.txt + the packages' pyprojects
+LOCK := requirements.lock
+UV := $(VENV)/bin/uv
+# e.g. `make lock LOCK_ARGS=--upgrade` or `make lock LOCK_ARGS="--upgrade-package pymongo"`
+LOCK_ARGS ?=
 SECANTUSDB := SecantusDB==0.7.0b3
 
-.PHONY: help deps proto broker run test test-unit test-integration test-e2e lint bench clean
+.PHONY: help deps lock proto broker run test test-unit test-integration test-e2e lint bench load clean
 
 help:
 	@echo "make run    start the whole platform (store, broker, services, gateway)"
 	@echo "make test   run unit, integration and end-to-end tests"
 	@echo "make lint   ruff format --check, ruff check, mypy"
-	@echo "make bench  benchmarks against the raw driver on the same store (BENCH_ARGS=\"--only-access --records 100000\")"
+	@echo "make bench  the figures of issue #7 beside the raw driver on the same store (SCALE=1m: 1,048,576 records;"
+	@echo "            BENCH_ARGS=\"--reps 30 --no-load --only-access ...\")"
+	@echo "make load   the mixed load only: locust, 50 users on 5,000 customers (LOAD_ARGS=\"--load-time 60s\")"
 
-$(VENV)/.installed: requirements.txt services/*/pyproject.toml gateway/pyproject.toml
+# Exactly the locked tree (hash-checked), then the project's own packages without
+# resolving anything again: a fresh clone gets the same versions as everyone else.
+$(VENV)/.installed: $(LOCK) services/*/pyproject.toml gateway/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $(PACKAGES)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(PACKAGES)
 	@echo "$(CURDIR)/gen/python" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/crm_gen.pth
 	@touch $@
+
+# Re-resolve requirements.txt (tooling) + each package's [project] dependencies into
+# $(LOCK) (needs the package index). Versions already in $(LOCK) are kept unless
+# LOCK_ARGS asks for upgrades; the packages themselves are not written (installed editable).
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install -q --disable-pip-version-check "$$(grep -E '^uv==' requirements.txt)"
+	printf '%s\n' '-r requirements.txt' $(foreach p,$(LOCAL_PACKAGES),'-e ./$(p)') | $(UV) pip compile - \
+	  --output-file $(LOCK) --generate-hashes --universal --python-version 3.11 \
+	  $(addprefix --no-emit-package ,$(LOCAL_DISTS)) \
+	  --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 # The store runs from its own virtualenv: it is a separate server process and
 # is never imported by product code.
@@ -58,7 +82,10 @@ lint: deps
 	$(VENV)/bin/lint-imports
 
 bench: deps broker
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/run.py $(if $(SCALE),--scale $(SCALE)) $(BENCH_ARGS)
+
+load: deps broker
+	$(PY) bench/run.py --load-only $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STORE_VENV) gen
