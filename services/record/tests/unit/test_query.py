@@ -387,8 +387,12 @@ def test_cursor_round_trip_and_rejection() -> None:
     for bad in (text[: len(text) // 2], "bm9wZQ", encode_cursor(default, row)):
         with pytest.raises(ValidationFailed):
             decode_cursor(bad, spec)
-    with pytest.raises(ValidationFailed):  # a creation-order cursor must hold a number
-        plan(cursor=encode_cursor(default, {**row, "seq": "x"}))
+    amount = parse_sort("-amount", FORM)
+    with pytest.raises(ValidationFailed):  # past int64: would reach the store as an overflow
+        plan(sort="-amount", cursor=encode_cursor(amount, {**row, "data": {"amount": 10**30}}))
+    for forged in ("x", 10**30, -1, 1.5):  # a creation-order cursor must hold a number the store can compare
+        with pytest.raises(ValidationFailed):
+            plan(cursor=encode_cursor(default, {**row, "seq": forged}))
 
 
 def test_next_page_by_updated_at_pushes_a_range_on_the_sort_field_and_skips_ties() -> None:

@@ -983,8 +983,10 @@ def plan_query(
         # a range on the sort field keeps the query index-covered only when the pushed
         # condition is already on that field, or nothing but the base is pushed
         same_index = kind == f"field:{spec.path}" or (kind == "none" and spec.path in ("created_at", "updated_at"))
-        if spec.in_order and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise invalid("cursor", "invalid_cursor", loc)
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise invalid("cursor", "invalid_cursor", loc)  # no stored value is that large: a forged cursor
+        if spec.in_order and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53):
+            raise invalid("cursor", "invalid_cursor", loc)  # a forged number past int64 would reach the store
         if same_index and spec.always_present and value is not None:
             plan.cursor_bound = {"$lte" if spec.direction < 0 else "$gte": value}
     return plan
