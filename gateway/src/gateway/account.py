@@ -19,7 +19,8 @@ from typing import Any
 
 import jwt
 
-from gateway.errors import ApiError
+from crm_runtime.errors import Unauthenticated
+from gateway.domain_errors import domain_error, field_error, invalid
 from gateway.i18n import t
 from gateway.passwords import Passwords, check_password, generate_password
 from gateway.store import GatewayStore
@@ -89,7 +90,7 @@ class Account:
             or not user.get("must_change_password")
             or _fingerprint(user["password_hash"]) != payload.get("ph")
         ):
-            raise ApiError(401, "invalid_password_change_token")
+            raise domain_error(Unauthenticated, "invalid_password_change_token")
         return user
 
     # ------------------------------------------------------------------ changing and resetting
@@ -99,12 +100,7 @@ class Account:
         end every session. Returns the updated user."""
         check_password(new_password, user["username"], field="new_password")
         if self._passwords.verify(user["password_hash"], new_password):
-            raise ApiError(
-                422,
-                "validation_failed",
-                t("password_policy"),
-                errors=[{"field": "new_password", "rule": "reused", "message": t("password_reused")}],
-            )
+            raise invalid([field_error("new_password", "reused", t("password_reused"))], t("password_policy"))
         self._set(user, new_password, must_change=False)
         return self._users.get(user["tenant_id"], user["_id"])
 

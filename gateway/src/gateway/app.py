@@ -27,7 +27,9 @@ from gateway.context import Gateway
 from gateway.errors import problem, register_error_handlers
 from gateway.i18n import t
 from gateway.metrics import Metrics
+from gateway.openapi import register_spec_processor
 from gateway.ratelimit import RateLimiter, client_key
+from gateway.request_body import check_body
 from gateway.schemas import ProblemOut
 from gateway.settings import Settings
 from gateway.store import GatewayStore
@@ -105,6 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             wait = limiter.check(client_key(request.headers.get("Authorization", ""), request.remote_addr or ""))
             if wait:
                 return problem(429, "too_many_requests", t("too_many_requests"), headers={"Retry-After": str(wait)})
+        check_body(request, request.max_content_length or settings.max_json_bytes)
         return None
 
     @app.after_request
@@ -123,4 +126,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from gateway.routes import audit as audit_routes
 
     app.register_blueprint(audit_routes.bp, url_prefix=API_PREFIX)
+    register_spec_processor(app)  # the document's problem+json responses (gateway.openapi)
     return app

@@ -81,6 +81,7 @@ from typing import Any, TextIO
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from crm_runtime.errors import DomainError
 from crm_runtime.logging import get_logger
 
 log = get_logger("crm.gateway.audit")
@@ -858,6 +859,9 @@ def audit_login(view: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             resp = view(*args, **kwargs)
+        except DomainError as exc:  # invalid_credentials, account_inactive, totp_required ...
+            log_login(tenant_id, username, user=account(), ok=False, reason=exc.code)
+            raise
         except Exception as exc:
             extra = getattr(exc, "extra_data", None) or {}
             reason = str(extra.get("code") or getattr(exc, "status_code", "") or type(exc).__name__)

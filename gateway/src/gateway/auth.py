@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 from apiflask import HTTPTokenAuth
 from flask import g, request
 
+from crm_runtime.errors import Forbidden
 from crm_runtime.principal import Principal
 from gateway.context import gateway
-from gateway.errors import ApiError
+from gateway.domain_errors import domain_error
 from gateway.i18n import current_locale
 from gateway.roles import user_role_keys
 from gateway.tokens import Claims
@@ -144,5 +145,5 @@ def require_admin() -> Principal:
     """The principal of a tenant administrator; 403 for anyone else."""
     principal = current_principal()
     if not principal.is_admin:
-        raise ApiError(403, "forbidden")
+        raise domain_error(Forbidden, "forbidden")
     return principal

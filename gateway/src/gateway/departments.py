@@ -22,7 +22,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo import UpdateOne
 
-from gateway.errors import ApiError
+from crm_runtime.errors import Conflict, NotFound
+from gateway.domain_errors import domain_error, field_error
 from gateway.i18n import t
 from gateway.store import GatewayStore
 
@@ -96,7 +97,9 @@ class Departments:
         """One department; 404 when it is not the tenant's."""
         doc = self._store.departments.find_one({"_id": department_id})
         if doc is None or doc.get("tenant_id") != tenant_id:
-            raise ApiError(404, "department_not_found", id=department_id)
+            raise domain_error(
+                NotFound, "department_not_found", t("department_not_found", id=department_id), id=department_id
+            )
         return doc
 
     def find(self, tenant_id: str, department_id: str) -> dict[str, Any] | None:
@@ -168,10 +171,10 @@ class Departments:
         if parent_id:
             parent = self.get(tenant_id, parent_id)
             if parent["path"].startswith(doc["path"]):
-                raise ApiError(
-                    409,
+                raise domain_error(
+                    Conflict,
                     "department_cycle",
-                    errors=[{"field": "parent_id", "rule": "cycle", "message": t("department_cycle")}],
+                    errors=[field_error("parent_id", "cycle", t("department_cycle")).to_dict()],
                 )
             new_parent_path = parent["path"]
         old_prefix = doc["path"]
@@ -191,6 +194,6 @@ class Departments:
         has_child = self._store.departments.find_one({"tenant_id": tenant_id, "parent_id": department_id})
         has_user = self._store.users.find_one({"tenant_id": tenant_id, "department_id": department_id})
         if has_child is not None or has_user is not None:
-            raise ApiError(409, "department_not_empty")
+            raise domain_error(Conflict, "department_not_empty")
         self._store.departments.delete_one({"_id": department_id})
         self._changed(tenant_id)

@@ -1,13 +1,20 @@
 """Every error leaves the gateway here, as application/problem+json.
 
     source                                   -> HTTP
-    ApiError (raised by gateway code)        -> its status, code and localised message
+    crm_runtime.errors.DomainError (raised by the gateway's directory code, gateway.domain_errors)
+                                             -> by class: ValidationFailed 422, BadRequest 400, NotFound 404,
+                                                Conflict 409, Forbidden 403, Unauthenticated 401,
+                                                PayloadTooLarge 413, TooManyRequests 429 (+ Retry-After),
+                                                Unavailable 503 (+ Retry-After); the instance's code and detail
+    ApiError (an HTTP-level error of a route) -> its status, code and localised message
     apiflask/werkzeug HTTP errors            -> 400 malformed body, 401, 403, 404 route, 405, 413, 422 input
     grpc.RpcError from a service             -> by status code:
         INVALID_ARGUMENT 422, NOT_FOUND 404, ALREADY_EXISTS/ABORTED 409, PERMISSION_DENIED 403,
         UNAUTHENTICATED 401, RESOURCE_EXHAUSTED 413/429 (the problem's status), FAILED_PRECONDITION 400,
         UNAVAILABLE 503, DEADLINE_EXCEEDED 504, anything else 500
     any other exception                      -> 500 (logged, details withheld)
+    before the app: a chunked body over the limit 413, JSON nested too deeply 422 (gateway.request_body);
+    what gunicorn refuses itself (414 request line, 431 headers, 400 malformed) -> gateway.server_errors
 
 A problem document: {type, title, status, detail, code, errors: [{field, rule, message}], ...}.
 Service problems (crm_runtime.client.problem_from_error) already carry messages in
@@ -23,9 +30,11 @@ import grpc
 from apiflask import APIFlask, HTTPError
 from flask import Response, request
 
+from crm_runtime import errors as domain
 from crm_runtime.client import problem_from_error
 from crm_runtime.logging import get_logger
 from gateway.i18n import t, title_for
+from gateway.request_body import is_chunked
 
 log = get_logger("crm.gateway")
 
@@ -58,8 +67,23 @@ _DEFAULT_CODES = {
 }
 
 
+# the gateway's own domain errors, by class (gRPC ones go through _GRPC_STATUS)
+DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
+    domain.ValidationFailed: 422,
+    domain.BadRequest: 400,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.Forbidden: 403,
+    domain.Unauthenticated: 401,
+    domain.PayloadTooLarge: 413,
+    domain.TooManyRequests: 429,
+    domain.Unavailable: 503,
+}
+
+
 class ApiError(HTTPError):
-    """An error the gateway raises itself: a status, a stable code and a localised message."""
+    """An HTTP-level error a route raises itself (e.g. a malformed upload): a status, a stable code and a
+    localised message. Domain code raises crm_runtime.errors classes instead (gateway.domain_errors)."""
 
     def __init__(
         self,
@@ -121,13 +145,11 @@ def rpc_error_response(error: grpc.RpcError, service: str = "") -> Response:
     doc = problem_from_error(error)
     status = status_for_rpc(error, doc)
     if status == 503:
-        retry = doc.get("retry_after")
-        retry_after = str(int(retry)) if isinstance(retry, int | float) and 0 < retry <= 3600 else str(RETRY_AFTER)
         return problem(
             503,
             "service_unavailable",
             t("service_unavailable", service=service or "-"),
-            headers={"Retry-After": retry_after},
+            headers={"Retry-After": _retry_after(doc.get("retry_after"))},
         )
     if status == 504:
         return problem(504, "upstream_timeout", t("upstream_timeout", service=service or "-"))
@@ -144,6 +166,40 @@ def rpc_error_response(error: grpc.RpcError, service: str = "") -> Response:
     if status == 429 and doc.get("retry_after"):
         headers["Retry-After"] = str(doc["retry_after"])
     return problem(status, code, detail, title=title, errors=errors, headers=headers, **doc)
+
+
+def status_for_domain(error: domain.DomainError) -> int:
+    """The HTTP status of a domain error: its nearest class in DOMAIN_STATUS (500 for none)."""
+    for cls in type(error).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 500
+
+
+def _retry_after(value: Any, cap: int = 3600) -> str:
+    """A Retry-After header value: `value` seconds when it is sensible, else the default."""
+    return str(int(value)) if isinstance(value, int | float) and 0 < value <= cap else str(RETRY_AFTER)
+
+
+def domain_error_response(error: domain.DomainError) -> Response:
+    """Translate a domain error raised in the gateway into problem+json (status by class, code by instance)."""
+    status = status_for_domain(error)
+    if status == 500:
+        log.error("unmapped_domain_error", path=request.path, error_class=type(error).__name__, code=error.code)
+        return problem(500, "internal_error", t("internal_error"))
+    extra = dict(error.extra)
+    headers: dict[str, str] = {}
+    if status in (429, 503):
+        # the gateway's own waits (a login lockout) may be longer than an hour: no cap
+        headers["Retry-After"] = _retry_after(extra.get("retry_after"), cap=366 * 24 * 3600)
+    if status == 413:
+        _drain_body(request.environ)
+        headers["Connection"] = "close"
+    # a conflict may name its field too (a taken username): as a list of dicts in `errors`
+    field_errors = list(extra.pop("errors", None) or [])
+    if isinstance(error, domain.ValidationFailed):
+        field_errors = [e.to_dict() for e in error.errors]
+    return problem(status, error.code, error.detail or t(error.code), errors=field_errors, headers=headers, **extra)
 
 
 _MARSHMALLOW_RULES = {
@@ -239,14 +295,18 @@ def register_error_handlers(app: APIFlask) -> None:
     def _http_error(error: HTTPError) -> Response:
         return http_error_response(error)
 
+    @app.errorhandler(domain.DomainError)
+    def _domain_error(error: domain.DomainError) -> Response:
+        return domain_error_response(error)
+
     @app.errorhandler(grpc.RpcError)
     def _rpc_error(error: grpc.RpcError) -> Response:
         return rpc_error_response(error, getattr(error, "gateway_service", ""))
 
     @app.errorhandler(RecursionError)
     def _too_deep(_error: RecursionError) -> Response:
-        # JSON (a body or a parameter) nested past the parser's recursion limit:
-        # the input is unusable, not the server broken
+        # JSON nested past the parser's recursion limit that no earlier check caught (bodies
+        # and the filter parameter are bounded before parsing): unusable input, not a broken server
         log.warning("input_nested_too_deeply", path=request.path)
         return problem(400, "bad_request", t("bad_request"))
 
@@ -264,14 +324,17 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 def _drain_body(environ: dict[str, Any]) -> None:
-    """Read and discard up to 64 MiB of a refused request body."""
+    """Read and discard up to 64 MiB of a refused request body, declared or chunked."""
     stream = environ.get("wsgi.input")
-    try:
-        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), _DRAIN_LIMIT)
-    except ValueError:
-        return
     if stream is None:
         return
+    if is_chunked(environ):
+        remaining = _DRAIN_LIMIT  # the server's chunked reader ends the stream at the last chunk
+    else:
+        try:
+            remaining = min(int(environ.get("CONTENT_LENGTH") or 0), _DRAIN_LIMIT)
+        except ValueError:
+            return
     try:
         while remaining > 0:
             chunk = stream.read(min(remaining, 65536))

@@ -51,6 +51,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "upstream_timeout": {"zh-CN": "服务响应超时（{service}）", "en": "The service timed out ({service})"},
     "internal_error": {"zh-CN": "服务器内部错误", "en": "Internal server error"},
     "validation_failed": {"zh-CN": "请求数据校验失败", "en": "The request data is invalid"},
+    "body_too_deep": {
+        "zh-CN": "请求体嵌套过深（对象和数组至多 {max} 层）",
+        "en": "The request body is nested too deeply (at most {max} levels of objects and arrays)",
+    },
     "not_an_object": {"zh-CN": "请求体必须是 JSON 对象", "en": "The request body must be a JSON object"},
     "unknown_field": {"zh-CN": "未知字段：{field}", "en": "Unknown field: {field}"},
     "required": {"zh-CN": "必填字段：{field}", "en": "Required field: {field}"},
@@ -165,6 +169,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "未指定 record_id 时必须提供 form",
         "en": "form is required when no record_id is given",
     },
+    # --- requests gunicorn refuses before the app sees them (gateway.server_errors)
+    "malformed_request": {
+        "zh-CN": "请求格式错误：请求行或请求头不合法",
+        "en": "Malformed request: the request line or a header is invalid",
+    },
+    "uri_too_long": {
+        "zh-CN": "请求地址（含查询参数）过长：上限 {limit} 字节；较大的筛选条件请用 POST …/records/query 提交",
+        "en": (
+            "The request URI (with its query) is too long: at most {limit} bytes; "
+            "send big filters with POST …/records/query"
+        ),
+    },
+    "headers_too_large": {"zh-CN": "请求头过多或过大", "en": "Too many or too large request headers"},
+    "expectation_failed": {"zh-CN": "不支持该 Expect 请求头", "en": "The Expect header is not supported"},
+    "unsupported_transfer_coding": {
+        "zh-CN": "不支持的请求传输编码",
+        "en": "Unsupported transfer coding of the request",
+    },
     "titles.400": {"zh-CN": "请求错误", "en": "Bad request"},
     "titles.401": {"zh-CN": "未认证", "en": "Unauthenticated"},
     "titles.403": {"zh-CN": "禁止访问", "en": "Forbidden"},
@@ -172,9 +194,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "titles.405": {"zh-CN": "方法不允许", "en": "Method not allowed"},
     "titles.409": {"zh-CN": "冲突", "en": "Conflict"},
     "titles.413": {"zh-CN": "请求体过大", "en": "Payload too large"},
+    "titles.414": {"zh-CN": "请求地址过长", "en": "URI too long"},
+    "titles.417": {"zh-CN": "预期失败", "en": "Expectation failed"},
     "titles.422": {"zh-CN": "数据校验失败", "en": "Unprocessable entity"},
     "titles.429": {"zh-CN": "请求过多", "en": "Too many requests"},
+    "titles.431": {"zh-CN": "请求头过大", "en": "Request header fields too large"},
     "titles.500": {"zh-CN": "服务器错误", "en": "Internal server error"},
+    "titles.501": {"zh-CN": "未实现", "en": "Not implemented"},
     "titles.503": {"zh-CN": "服务不可用", "en": "Service unavailable"},
     "titles.504": {"zh-CN": "网关超时", "en": "Gateway timeout"},
 }

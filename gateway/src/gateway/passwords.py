@@ -18,12 +18,12 @@ import functools
 import secrets
 import string
 from importlib import resources
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from gateway.errors import ApiError
+from crm_runtime.errors import FieldError
+from gateway.domain_errors import field_error, invalid
 from gateway.i18n import t
 
 MIN_LENGTH = 10
@@ -87,9 +87,9 @@ def password_violations(password: str, username: str = "") -> list[str]:
     return rules
 
 
-def _rule_error(rule: str, locale: str | None, field: str) -> dict[str, Any]:
+def _rule_error(rule: str, locale: str | None, field: str) -> FieldError:
     params = {"min": MIN_LENGTH, "classes": MIN_CLASSES, "long": LONG_ENOUGH}
-    return {"field": field, "rule": rule, "message": t(f"password_{rule}", locale, **params), "params": params}
+    return field_error(field, rule, t(f"password_{rule}", locale, **params), **params)
 
 
 def check_password(password: str, username: str = "", locale: str | None = None, *, field: str = "password") -> None:
@@ -97,7 +97,7 @@ def check_password(password: str, username: str = "", locale: str | None = None,
     rules = password_violations(password, username)
     if rules:
         errors = [_rule_error(rule, locale, field) for rule in rules]
-        raise ApiError(422, "validation_failed", t("password_policy", locale), errors=errors)
+        raise invalid(errors, t("password_policy", locale))
 
 
 def generate_password(length: int = 16) -> str:

@@ -31,7 +31,8 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from crm_runtime.access import BUILTIN_ROLES, Policy, PolicyError, RoleDefinition, compile_policy, user_variables
-from gateway.errors import ApiError
+from crm_runtime.errors import Conflict, FieldError, NotFound
+from gateway.domain_errors import domain_error, field_error, invalid
 from gateway.i18n import current_locale, t
 from gateway.store import GatewayStore
 
@@ -90,34 +91,25 @@ def public_role(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _field_error(field_name: str, rule: str, key: str, **params: Any) -> dict[str, Any]:
-    return {"field": field_name, "rule": rule, "message": t(key, field=field_name, **params)}
+def _field_error(field_name: str, rule: str, key: str, **params: Any) -> FieldError:
+    return field_error(field_name, rule, t(key, field=field_name, **params))
 
 
 def parse_permissions(key: str, raw: Any) -> RoleDefinition:
     """Validate a permission document; 422 naming the member (`permissions.<path>`) and the rule."""
     if not isinstance(raw, Mapping):
-        raise ApiError(
-            422, "validation_failed", errors=[_field_error("permissions", "type", "role_policy_type", detail="")]
-        )
+        raise invalid([_field_error("permissions", "type", "role_policy_type", detail="")])
     unknown = sorted(set(raw) - _PERMISSION_MEMBERS)
     if unknown:
         path = f"permissions.{unknown[0]}"
-        raise ApiError(
-            422, "validation_failed", errors=[_field_error(path, "unknown_member", "role_policy_unknown_member")]
-        )
+        raise invalid([_field_error(path, "unknown_member", "role_policy_unknown_member")])
     try:
         return RoleDefinition.parse(key, raw)
     except PolicyError as exc:
         path = f"permissions.{exc.field}"
         message_key = f"role_policy_{exc.rule}" if exc.rule in ("type", "unknown_member", "option") else "invalid_value"
-        error = {
-            "field": path,
-            "rule": exc.rule,
-            "message": t(message_key, field=path, detail=exc.detail),
-            "params": {"detail": exc.detail},
-        }
-        raise ApiError(422, "validation_failed", errors=[error]) from None
+        error = field_error(path, exc.rule, t(message_key, field=path, detail=exc.detail), detail=exc.detail)
+        raise invalid([error]) from None
 
 
 def parse_text(value: Any, field_name: str, limit: int) -> str | dict[str, str]:
@@ -131,9 +123,7 @@ def parse_text(value: Any, field_name: str, limit: int) -> str | dict[str, str]:
         and all(isinstance(v, str) and len(v) <= limit for v in value.values())
     ):
         return {str(k): str(v) for k, v in value.items()}
-    raise ApiError(
-        422, "validation_failed", errors=[_field_error(field_name, "type", "role_text_invalid", limit=limit)]
-    )
+    raise invalid([_field_error(field_name, "type", "role_text_invalid", limit=limit)])
 
 
 _TEXT_LIMITS = {"name": 64, "description": 500}
@@ -161,7 +151,7 @@ class Roles:
         """One role; 404 when the tenant has none with this key."""
         doc = self.find(tenant_id, key)
         if doc is None:
-            raise ApiError(404, "role_not_found", t("role_not_found", role=key))
+            raise domain_error(NotFound, "role_not_found", t("role_not_found", role=key))
         return doc
 
     def by_keys(self, tenant_id: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -180,18 +170,7 @@ class Roles:
         found = self.by_keys(tenant_id, keys)
         missing = [k for k in keys if k not in found]
         if missing:
-            raise ApiError(
-                422,
-                "validation_failed",
-                errors=[
-                    {
-                        "field": field_name,
-                        "rule": "exists",
-                        "message": t("role_not_found", role=missing[0]),
-                        "params": {"key": missing[0]},
-                    }
-                ],
-            )
+            raise invalid([field_error(field_name, "exists", t("role_not_found", role=missing[0]), key=missing[0])])
         return {k: int(found[k].get("version", 1)) for k in keys}
 
     # ------------------------------------------------------------------ writing
@@ -224,7 +203,7 @@ class Roles:
         """A new role; 409 when the key is taken, 422 for a malformed permission document."""
         key = str(body["key"])
         if not KEY_PATTERN.match(key):
-            raise ApiError(422, "validation_failed", errors=[_field_error("key", "pattern", "role_key_pattern")])
+            raise invalid([_field_error("key", "pattern", "role_key_pattern")])
         definition = parse_permissions(key, body.get("permissions", {}))
         now = datetime.now(UTC)
         doc = {
@@ -241,11 +220,11 @@ class Roles:
         try:
             self._store.roles.insert_one(doc)
         except DuplicateKeyError:
-            raise ApiError(
-                409,
+            raise domain_error(
+                Conflict,
                 "role_exists",
                 t("role_exists", role=key),
-                errors=[{"field": "key", "rule": "unique", "message": t("role_exists", role=key)}],
+                errors=[field_error("key", "unique", t("role_exists", role=key)).to_dict()],
             ) from None
         return doc
 
@@ -267,7 +246,7 @@ class Roles:
             if _is_admin_doc(doc) and not definition.tenant_admin:
                 remaining = [k for k in self.admin_keys(tenant_id) if k != key]
                 if not self._has_active_holder(tenant_id, remaining):
-                    raise ApiError(409, "last_tenant_admin", t("last_tenant_admin"))
+                    raise domain_error(Conflict, "last_tenant_admin", t("last_tenant_admin"))
         if not changes:
             return doc
         changes["updated_at"] = datetime.now(UTC)
@@ -285,7 +264,7 @@ class Roles:
         doc = self.get(tenant_id, key)
         holder = self._store.users.find_one({"tenant_id": tenant_id, "roles": key}, {"_id": 1})
         if holder is not None:
-            raise ApiError(409, "role_in_use", t("role_in_use", role=key))
+            raise domain_error(Conflict, "role_in_use", t("role_in_use", role=key))
         self._store.roles.delete_one({"_id": doc["_id"]})
 
     def _has_active_holder(self, tenant_id: str, keys: Sequence[str], exclude_user: str = "") -> bool:

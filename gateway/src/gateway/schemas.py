@@ -14,6 +14,12 @@ from marshmallow import EXCLUDE, INCLUDE
 
 ROLE_KEY = Length(1, 40)
 
+# Integers that reach a store (BSON int64) or a proto int64 field: larger ones are refused with
+# 422 naming the field, not left to fail there as a 500.
+INT64_MAX = 2**63 - 1
+# a department's `sort` is an ordering key: a 32-bit range is plenty and portable
+SORT_RANGE = Range(-(2**31), 2**31 - 1)
+
 
 class FreeObject(Schema):
     """Any JSON object (user-defined structure)."""
@@ -224,14 +230,14 @@ class DepartmentIn(Schema):
 
     name = String(required=True, validate=Length(1, 128))
     parent_id = String(allow_none=True)
-    sort = Integer(load_default=0)
+    sort = Integer(load_default=0, validate=SORT_RANGE, metadata={"description": "order among siblings"})
 
 
 class DepartmentPatch(Schema):
     """Rename, reorder, or move (a `parent_id` key moves it; null = to the root)."""
 
     name = String(validate=Length(1, 128))
-    sort = Integer()
+    sort = Integer(validate=SORT_RANGE)
     parent_id = String(allow_none=True)
 
 
@@ -345,6 +351,28 @@ class ListOut(Schema):
     items = List(Dict())
 
 
+class FieldTypeOut(Schema):
+    """One field type of the catalogue (GET /field-types returns a list of them)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    name = String(metadata={"example": "text"})
+    label = Dict(keys=String(), values=String(), metadata={"description": '{"zh-CN": "...", "en": "..."}'})
+    category = String()
+    system = Boolean(metadata={"description": "maintained by the platform (created_at, owner, ...)"})
+    computed = Boolean()
+    stored = Boolean()
+    filterable_default = Boolean()
+    searchable = Boolean()
+    searchable_default = Boolean()
+    unique_allowed = Boolean()
+    operators = List(String(), metadata={"description": "filter operators the type supports"})
+    value_range = Dict(
+        keys=String(), values=String(), metadata={"description": "the values the type accepts: {min, max} as text"}
+    )
+
+
 class TemplateInstallIn(Schema):
     """Which template to install."""
 
@@ -364,7 +392,7 @@ class PublishedQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    version = Integer(load_default=0, validate=Range(min=0))
+    version = Integer(load_default=0, validate=Range(0, INT64_MAX))
 
 
 class PublishOut(Schema):
@@ -401,7 +429,7 @@ class RecordPatch(Schema):
     """A partial update naming the version it read."""
 
     data = Dict(load_default=dict)
-    version = Integer(required=True, validate=Range(min=1))
+    version = Integer(required=True, validate=Range(1, INT64_MAX))
     owner_id = String()
 
 
@@ -453,7 +481,7 @@ class DeleteQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    version = Integer(validate=Range(min=1))
+    version = Integer(validate=Range(1, INT64_MAX))
 
 
 class PageQuery(Schema):

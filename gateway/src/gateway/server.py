@@ -18,6 +18,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from crm_runtime.logging import configure_logging, get_logger
+from gateway.server_errors import install as install_problem_writer
 from gateway.settings import Settings
 
 log = get_logger("crm.gateway")
@@ -30,8 +31,10 @@ def _child_exit(_server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
-def _post_fork(_server: Any, _worker: Any) -> None:
+def _post_fork(server: Any, _worker: Any) -> None:
     configure_logging("gateway", os.environ.get("LOG_LEVEL", "INFO"))
+    # what gunicorn refuses itself (a 414 request line, a malformed header) is problem+json too
+    install_problem_writer(server.cfg)
 
 
 class GatewayServer(BaseApplication):  # type: ignore[misc]
@@ -52,6 +55,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "timeout": 300,
             "graceful_timeout": 20,
             "keepalive": 5,
+            # gunicorn's maximum: room for a GET filter; longer ones get a 414 problem naming POST …/query
+            "limit_request_line": 8190,
             "preload_app": False,
             "loglevel": s.log_level.lower(),
             "child_exit": _child_exit,

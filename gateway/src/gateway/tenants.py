@@ -34,10 +34,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pymongo.errors import DuplicateKeyError
 
+from crm_runtime.errors import ValidationFailed
 from crm_runtime.principal import Principal
 from gateway.clients import ServiceClient
 from gateway.departments import Departments
-from gateway.errors import ApiError
 from gateway.passwords import Passwords, check_password, generate_password
 from gateway.roles import Roles
 from gateway.seed import install_template
@@ -118,8 +118,8 @@ def create_tenant(
     if admin_password is not None:
         try:
             check_password(admin_password, admin_username, "en")
-        except ApiError as exc:
-            rules = ", ".join(str(e["rule"]) for e in (exc.extra_data or {}).get("errors", []))
+        except ValidationFailed as exc:
+            rules = ", ".join(e.rule for e in exc.errors)
             raise TenantError(f"--admin-password breaks the password policy: {rules}") from None
     store.ensure_indexes()
     if store.tenants.find_one({"_id": key}) is not None:

@@ -27,7 +27,8 @@ from typing import Any
 import jwt
 from pymongo import ReturnDocument
 
-from gateway.errors import ApiError
+from crm_runtime.errors import Unauthenticated
+from gateway.domain_errors import domain_error
 from gateway.store import GatewayStore
 
 ISSUER = "crm-gateway"
@@ -167,17 +168,17 @@ class TokenService:
             {"_id": _hash(refresh_token)}, {"$set": {"used_at": now}}, return_document=ReturnDocument.BEFORE
         )
         if before is None or before["expires_at"] <= now:
-            raise ApiError(401, "invalid_refresh_token")
+            raise domain_error(Unauthenticated, "invalid_refresh_token")
         if before.get("used_at") is not None:
             self.revoke_session(before["session_id"])
-            raise ApiError(401, "refresh_token_reused")
+            raise domain_error(Unauthenticated, "refresh_token_reused")
         session = self._store.sessions.find_one({"_id": before["session_id"]})
         if session is None or session.get("revoked_at") is not None or session["expires_at"] <= now:
-            raise ApiError(401, "invalid_refresh_token")
+            raise domain_error(Unauthenticated, "invalid_refresh_token")
         user = load_user(before["tenant_id"], before["user_id"])
         if user is None or not user.get("active", True):
             self.revoke_session(session["_id"])
-            raise ApiError(401, "account_inactive" if user is not None else "invalid_refresh_token")
+            raise domain_error(Unauthenticated, "account_inactive" if user is not None else "invalid_refresh_token")
         self._store.sessions.update_one(
             {"_id": session["_id"]},
             {"$set": {"expires_at": now + timedelta(seconds=self._refresh), "refreshed_at": now}},

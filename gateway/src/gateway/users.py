@@ -20,8 +20,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from crm_runtime.errors import Conflict, FieldError, NotFound, ValidationFailed
 from gateway.departments import Departments
-from gateway.errors import ApiError
+from gateway.domain_errors import domain_error, field_error, invalid
 from gateway.i18n import t
 from gateway.outbox import REPLICATED_FIELDS, USER_CREATED, USER_DELETED, USER_UPDATED, user_event
 from gateway.passwords import Passwords
@@ -63,12 +64,12 @@ def directory_user(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: full[k] for k in DIRECTORY_FIELDS}
 
 
-def _field_error(field_name: str, rule: str, key: str, **params: Any) -> dict[str, Any]:
-    return {"field": field_name, "rule": rule, "message": t(key, **params)}
+def _field_error(field_name: str, rule: str, key: str, **params: Any) -> FieldError:
+    return field_error(field_name, rule, t(key, **params))
 
 
-def _invalid(errors: list[dict[str, Any]]) -> ApiError:
-    return ApiError(422, "validation_failed", errors=errors)
+def _invalid(errors: list[FieldError]) -> ValidationFailed:
+    return invalid(errors)
 
 
 def parse_attributes(raw: Any) -> dict[str, str]:
@@ -135,7 +136,7 @@ class Users:
         """A user document; 404 when missing."""
         doc = self.find(tenant_id, user_id)
         if doc is None:
-            raise ApiError(404, "user_not_found", t("user_not_found", id=user_id))
+            raise domain_error(NotFound, "user_not_found", t("user_not_found", id=user_id))
         return doc
 
     def by_username(self, tenant_id: str, username: str) -> dict[str, Any] | None:
@@ -203,11 +204,11 @@ class Users:
         try:
             self._transaction(write)
         except DuplicateKeyError:
-            raise ApiError(
-                409,
+            raise domain_error(
+                Conflict,
                 "username_taken",
                 t("username_taken", username=spec["username"]),
-                errors=[_field_error("username", "unique", "username_taken", username=spec["username"])],
+                errors=[_field_error("username", "unique", "username_taken", username=spec["username"]).to_dict()],
             ) from None
         return doc
 
@@ -243,7 +244,7 @@ class Users:
         after = {**doc, **changes}
         losing_admin = self.is_active_admin(doc) and not self.is_active_admin(after)
         if losing_admin and not self.roles.another_active_admin(tenant_id, user_id):
-            raise ApiError(409, "last_tenant_admin", t("last_tenant_admin"))
+            raise domain_error(Conflict, "last_tenant_admin", t("last_tenant_admin"))
         deactivated = doc.get("active", True) and changes.get("active") is False
         revoke = "password_hash" in changes or deactivated
         bump = revoke or "roles" in changes
@@ -266,10 +267,10 @@ class Users:
     def delete(self, tenant_id: str, user_id: str, acting_user_id: str) -> None:
         """Delete a user: their reports lose the manager link, their sessions end, a user.deleted goes out."""
         if user_id == acting_user_id:
-            raise ApiError(409, "cannot_delete_self")
+            raise domain_error(Conflict, "cannot_delete_self")
         doc = self.get(tenant_id, user_id)
         if self.is_active_admin(doc) and not self.roles.another_active_admin(tenant_id, user_id):
-            raise ApiError(409, "last_tenant_admin", t("last_tenant_admin"))
+            raise domain_error(Conflict, "last_tenant_admin", t("last_tenant_admin"))
         event = user_event(USER_DELETED, {**doc, "active": False}, acting_user_id)
 
         def write(session: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import ApiError
+from crm_runtime.errors import ValidationFailed
 from gateway.roles import localized, parse_permissions, user_role_keys
 from gateway.users import directory_user, parse_attributes, requested_roles
 
@@ -27,10 +27,10 @@ def test_requested_roles(spec: dict[str, Any], default: list[str] | None, expect
 
 
 def test_requested_roles_refuses_none_and_too_many() -> None:
-    with pytest.raises(ApiError) as empty:
+    with pytest.raises(ValidationFailed) as empty:
         requested_roles({"roles": []}, None)
-    assert empty.value.extra_data["errors"][0]["rule"] == "length"
-    with pytest.raises(ApiError):
+    assert empty.value.errors[0].rule == "length"
+    with pytest.raises(ValidationFailed):
         requested_roles({"roles": [f"r{i}" for i in range(21)]}, None)
 
 
@@ -38,10 +38,10 @@ def test_attributes_are_short_named_strings() -> None:
     assert parse_attributes(None) == {}
     assert parse_attributes({"region": "华东", "level_2": ""}) == {"region": "华东", "level_2": ""}
     for bad, field in [({"a b": "x"}, "attributes.a b"), ({"n": 3}, "attributes.n"), ([1], "attributes")]:
-        with pytest.raises(ApiError) as exc:
+        with pytest.raises(ValidationFailed) as exc:
             parse_attributes(bad)
-        assert exc.value.extra_data["errors"][0]["field"] == field
-    with pytest.raises(ApiError):
+        assert exc.value.errors[0].field == field
+    with pytest.raises(ValidationFailed):
         parse_attributes({f"k{i}": "v" for i in range(33)})
 
 
@@ -63,9 +63,9 @@ def test_localized_texts_and_permission_errors_name_the_member() -> None:
     assert localized({"zh-CN": "销售", "en": "Sales"}, "en") == "Sales"
     assert localized({"en": "Sales"}, "zh-CN") == "Sales"
     assert localized("固定") == "固定"
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         parse_permissions("x", {"forms": {"deal": {"scope": "galaxy"}}})
-    error = exc.value.extra_data["errors"][0]
+    error = exc.value.errors[0].to_dict()
     assert (error["field"], error["rule"], error["params"]) == (
         "permissions.forms.deal.scope",
         "option",

@@ -12,7 +12,7 @@ from gateway.audit import audited
 from gateway.auth import auth as token_auth
 from gateway.responses import dumps, json_response, parse
 from gateway.routes._proxy import form_call
-from gateway.schemas import AppIn, FreeObject, InstallOut, ListOut, PublishedQuery, PublishOut
+from gateway.schemas import AppIn, FieldTypeOut, FreeObject, InstallOut, ListOut, PublishedQuery, PublishOut
 
 bp = APIBlueprint(
     "forms", __name__, tag={"name": "Forms", "description": "Apps, forms, field definitions, versions and templates"}
@@ -140,7 +140,7 @@ def get_published(form: str, query: dict[str, Any]) -> Response:
 
 @bp.get("/field-types")
 @bp.auth_required(token_auth)
-@bp.output(FreeObject)
+@bp.output(FieldTypeOut(many=True))
 @bp.doc(summary="The field-type catalogue")
 def field_types() -> Response:
     """Every field type with its options."""

@@ -18,10 +18,12 @@ from apiflask import APIBlueprint
 from flask import Response, stream_with_context
 
 from crm.form.v1 import form_pb2
+from crm_runtime.errors import FieldError
 from gateway.audit import EXPORT_MAX_ROWS, AuditQuery, log_event, public_entry
 from gateway.auth import auth as token_auth
 from gateway.auth import require_admin
 from gateway.context import Gateway, gateway
+from gateway.domain_errors import field_error, invalid
 from gateway.errors import ApiError
 from gateway.i18n import current_locale, t
 from gateway.responses import json_response, parse
@@ -284,7 +286,7 @@ def put_settings(body: dict[str, Any]) -> Response:
     """Replace the sensitive forms."""
     principal = require_admin()
     resolved: list[tuple[str, str]] = []
-    errors: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
     for i, ref in enumerate(body["sensitive_forms"]):
         try:
             form = parse(form_call("GetForm", form_pb2.GetFormRequest(form_id=ref)).form_json) or {}
@@ -292,11 +294,11 @@ def put_settings(body: dict[str, Any]) -> Response:
             if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
                 raise
             field_name = f"sensitive_forms.{i}"
-            errors.append({"field": field_name, "rule": "exists", "message": t("invalid_value", field=field_name)})
+            errors.append(field_error(field_name, "exists", t("invalid_value", field=field_name)))
             continue
         resolved.append((str(form.get("key") or ref), str(form.get("id") or ref)))
     if errors:
-        raise ApiError(422, "validation_failed", errors=errors)
+        raise invalid(errors)
     gw = gateway()
     before = gw.audit.settings(principal.tenant_id)
     after = gw.audit.set_sensitive_forms(principal.tenant_id, resolved, principal.user_id)

@@ -7,12 +7,13 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, request
 
+from crm_runtime.errors import Conflict, Forbidden, TooManyRequests, Unauthenticated
 from gateway.account import CHANGE_TOKEN_SECONDS, Account
 from gateway.audit import audit_login, audited
 from gateway.auth import auth as token_auth
 from gateway.auth import current_claims, current_principal, require_admin
 from gateway.context import Gateway, gateway
-from gateway.errors import ApiError
+from gateway.domain_errors import domain_error, field_error, invalid
 from gateway.i18n import t
 from gateway.responses import json_response
 from gateway.schemas import (
@@ -35,13 +36,13 @@ from gateway.users import public_user
 bp = APIBlueprint("auth", __name__, tag={"name": "Auth", "description": "Sign in, token refresh and sign out"})
 
 
-def _locked(retry_after: int) -> ApiError:
+def _locked(retry_after: int) -> TooManyRequests:
     minutes = max(1, (retry_after + 59) // 60)
-    return ApiError(
-        429,
+    # the boundary (gateway.errors) sends `retry_after` as the Retry-After header too
+    return domain_error(
+        TooManyRequests,
         "too_many_login_failures",
         t("too_many_login_failures", minutes=minutes),
-        headers={"Retry-After": str(retry_after)},
         retry_after=retry_after,
     )
 
@@ -65,14 +66,14 @@ def _reauthenticate(gw: Gateway, user: dict[str, Any], password: str) -> None:
         raise _locked(lock.retry_after)
     if not gw.passwords.verify(user["password_hash"], password):
         gw.throttle.failed(user["tenant_id"], user["username"], _address())
-        raise ApiError(403, "current_password_invalid")
+        raise domain_error(Forbidden, "current_password_invalid")
 
 
 def _signed_in_user(gw: Gateway) -> dict[str, Any]:
     claims = current_claims()
     user = gw.users.find(claims.tenant_id, claims.user_id)
     if user is None:
-        raise ApiError(401, "unauthenticated")
+        raise domain_error(Unauthenticated, "unauthenticated")
     return user
 
 
@@ -115,23 +116,23 @@ def login(body: dict[str, Any]) -> Response:
     if not gw.passwords.verify(user["password_hash"] if user else None, body["password"]) or user is None:
         # the 20th failure still answers 401; the lock applies from the next attempt on
         gw.throttle.failed(tenant_id, username, address)
-        raise ApiError(401, "invalid_credentials")
+        raise domain_error(Unauthenticated, "invalid_credentials")
     if not user.get("active", True):
-        raise ApiError(401, "account_inactive")
+        raise domain_error(Unauthenticated, "account_inactive")
     if is_enabled(user):
         code = body.get("totp_code")
         if not code:
-            raise ApiError(401, "totp_required")
+            raise domain_error(Unauthenticated, "totp_required")
         if not _totp(gw).verify(user, code):
             gw.throttle.failed(tenant_id, username, address)
-            raise ApiError(401, "totp_invalid")
+            raise domain_error(Unauthenticated, "totp_invalid")
     gw.throttle.succeeded(tenant_id, username, address)
     if gw.passwords.needs_rehash(user["password_hash"]):
         gw.users.set_password(tenant_id, user["_id"], body["password"])
         user = gw.users.get(tenant_id, user["_id"])
     if user.get("must_change_password"):
-        raise ApiError(
-            403,
+        raise domain_error(
+            Forbidden,
             "password_change_required",
             password_change_token=_account(gw).change_token(user),
             expires_in=CHANGE_TOKEN_SECONDS,
@@ -207,20 +208,10 @@ def change_password(body: dict[str, Any]) -> Response:
     elif token_auth.current_user is not None:
         user = _signed_in_user(gw)
         if not body.get("current_password"):
-            raise ApiError(
-                422,
-                "validation_failed",
-                errors=[
-                    {
-                        "field": "current_password",
-                        "rule": "required",
-                        "message": t("required", field="current_password"),
-                    }
-                ],
-            )
+            raise invalid([field_error("current_password", "required", t("required", field="current_password"))])
         _reauthenticate(gw, user, body["current_password"])
     else:
-        raise ApiError(401, "password_change_credentials_required")
+        raise domain_error(Unauthenticated, "password_change_credentials_required")
     user = account.change_password(user, body["new_password"])
     gw.throttle.succeeded(user["tenant_id"], user["username"], _address())
     return json_response(gw.tokens.issue(user).to_json())
@@ -263,7 +254,7 @@ def totp_setup() -> Response:
     gw = gateway()
     user = _signed_in_user(gw)
     if is_enabled(user):
-        raise ApiError(409, "totp_already_enabled")
+        raise domain_error(Conflict, "totp_already_enabled")
     tenant = gw.store.tenants.find_one({"_id": user["tenant_id"]}) or {}
     return json_response(_totp(gw).setup(user, tenant.get("name") or user["tenant_id"]).to_json())
 
@@ -283,12 +274,12 @@ def totp_enable(body: dict[str, Any]) -> Response:
     gw = gateway()
     user = _signed_in_user(gw)
     if is_enabled(user):
-        raise ApiError(409, "totp_already_enabled")
+        raise domain_error(Conflict, "totp_already_enabled")
     totp = _totp(gw)
     if not totp.has_pending(user):
-        raise ApiError(409, "totp_not_pending")
+        raise domain_error(Conflict, "totp_not_pending")
     if not totp.enable(user, body["code"]):
-        raise ApiError(403, "totp_invalid")
+        raise domain_error(Forbidden, "totp_invalid")
     return Response(status=204)
 
 
@@ -307,12 +298,12 @@ def totp_disable(body: dict[str, Any]) -> Response:
     gw = gateway()
     user = _signed_in_user(gw)
     if not is_enabled(user):
-        raise ApiError(409, "totp_not_enabled")
+        raise domain_error(Conflict, "totp_not_enabled")
     _reauthenticate(gw, user, body["password"])
     totp = _totp(gw)
     if not totp.verify(user, body["code"]):
         gw.throttle.failed(user["tenant_id"], user["username"], _address())
-        raise ApiError(403, "totp_invalid")
+        raise domain_error(Forbidden, "totp_invalid")
     totp.disable(user)
     return Response(status=204)
 
@@ -327,7 +318,7 @@ def me() -> Response:
     claims = current_claims()
     user = gw.users.find(claims.tenant_id, claims.user_id)
     if user is None:
-        raise ApiError(401, "unauthenticated")
+        raise domain_error(Unauthenticated, "unauthenticated")
     tenant = gw.store.tenants.find_one({"_id": claims.tenant_id}) or {"_id": claims.tenant_id}
     principal = current_principal()
     body = public_user(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from apiflask import APIBlueprint
 from flask import Response
 
@@ -36,11 +38,16 @@ def readyz() -> Response:
     return problem(503, "not_ready", t("service_unavailable", service=down), ready=False, checks=checks)
 
 
+_METRICS_RESPONSES: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    200: {"description": "Prometheus exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
 @bp.get("/metrics")
 @bp.doc(
     summary="Prometheus metrics",
     tags=["Operations"],
-    responses={200: "Prometheus exposition format (text/plain)"},
+    responses=_METRICS_RESPONSES,
 )
 def metrics() -> Response:
     """Request counts and latency per route."""

@@ -13,7 +13,7 @@ from crm_runtime.access import ACTIONS, explain
 from gateway.auth import TENANT_ADMIN, build_principal, require_admin
 from gateway.auth import auth as token_auth
 from gateway.context import gateway
-from gateway.errors import ApiError
+from gateway.domain_errors import field_error, invalid
 from gateway.i18n import t
 from gateway.responses import json_response
 from gateway.schemas import PermissionCheckOut, PermissionCheckQuery
@@ -44,17 +44,11 @@ def check(query: dict[str, Any]) -> Response:
     gw = gateway()
     action = query["action"]
     if action not in ACTIONS:
-        raise ApiError(
-            422,
-            "validation_failed",
-            errors=[{"field": "action", "rule": "choice", "message": t("unknown_action", action=action)}],
-        )
+        raise invalid([field_error("action", "choice", t("unknown_action", action=action))])
     form = query.get("form") or ""
     record_id = query.get("record_id") or ""
     if not form and not record_id:
-        raise ApiError(
-            422, "validation_failed", errors=[{"field": "form", "rule": "required", "message": t("form_required")}]
-        )
+        raise invalid([field_error("form", "required", t("form_required"))])
     user = gw.users.get(admin.tenant_id, query["user_id"])
     principal = build_principal(gw, user, locale=admin.locale, request_id=admin.request_id)
     if record_id:

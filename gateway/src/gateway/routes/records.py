@@ -10,11 +10,13 @@ from flask import Response
 
 import crm_schema
 from crm.record.v1 import record_pb2
+from crm_runtime.errors import FieldError, ValidationFailed
 from gateway.audit import audit_import, audit_record_view
 from gateway.auth import auth as token_auth
 from gateway.context import gateway
 from gateway.errors import ApiError
 from gateway.i18n import current_locale, t
+from gateway.request_body import too_deep
 from gateway.responses import dumps, json_response, parse
 from gateway.routes._proxy import record_call
 from gateway.schemas import (
@@ -89,13 +91,16 @@ def filter_json(value: Any) -> str:
     if isinstance(value, str):
         try:
             tree = json.loads(value)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            # nested past the parser's recursion limit: far past the filter's depth limit
+            raise too_deep("filter") from None
+        except ValueError:
             raise _bad_param("filter") from None
     shape = crm_schema.filter_shape_problem(tree)
     if shape is not None:
         rule, params = shape
         text = crm_schema.message(rule, current_locale(), **params)
-        raise ApiError(422, "validation_failed", text, errors=[{"field": "filter", "rule": rule, "message": text}])
+        raise ValidationFailed([FieldError("filter", rule, text)], text)
     return value if isinstance(value, str) else dumps(value)
 
 
