@@ -1,9 +1,9 @@
 """Events are a contract: what the record service puts on the wire parses into proto/crm/events/v1/events.proto.
 
 Each envelope is built the way the record service builds it
-(`RecordService.history_entry` -> `record_service.events.history_document`,
-with the payload each use case passes: see domain/service.py and
-extras/merge.py), encoded exactly as the relay publishes it
+(`RecordCore.history_entry` -> `record_service.events.history_document`,
+with the payload each use case passes: see domain/records.py, bulk.py,
+sharing.py and merge.py), encoded exactly as the relay publishes it
 (`crm_runtime.envelope.encode_envelope`), decoded as a consumer does, and
 parsed with `json_format.ParseDict(..., ignore_unknown_fields=False)`: a key on
 the wire that the proto does not declare fails, as does a value of the wrong
@@ -27,8 +27,8 @@ from crm.events.v1 import events_pb2
 from crm_runtime.envelope import encode_envelope
 from crm_runtime.principal import Principal
 from record_service import events
-from record_service.domain.service import RecordService
-from record_service.extras.merge import MERGED_ACTION, RECORD_MERGED
+from record_service.domain.core import RecordCore
+from record_service.domain.merge import MERGED_ACTION, RECORD_MERGED
 
 AT = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
 PRINCIPAL = Principal(tenant_id="t-1", user_id="u-1", user_name="张三", department_id="d-1")
@@ -52,8 +52,8 @@ def _doc(**over: Any) -> dict[str, Any]:
 
 def _entry(event_type: str, doc: dict[str, Any], changes: list[dict[str, Any]], data: dict[str, Any]) -> Any:
     # history_entry uses no state of the service: a bare instance builds the entry as every use case does
-    service = RecordService.__new__(RecordService)
-    return service.history_entry(event_type, PRINCIPAL, doc, AT, changes, data)
+    core = RecordCore.__new__(RecordCore)
+    return core.history_entry(event_type, PRINCIPAL, doc, AT, changes, data)
 
 
 def _changes(pairs: dict[str, tuple[Any, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -64,7 +64,7 @@ def _changes(pairs: dict[str, tuple[Any, Any]]) -> tuple[list[dict[str, Any]], d
 def _entries() -> list[dict[str, Any]]:
     """One history entry per record event type, with the payloads the record service writes."""
     out: list[dict[str, Any]] = []
-    # RecordService.create / bulk_create
+    # records.create / bulk.bulk_create
     out.append(
         _entry(
             events.RECORD_CREATED,
@@ -73,7 +73,7 @@ def _entries() -> list[dict[str, Any]]:
             {"form_version": 3, "owner_id": "u-1", "data": DATA},
         )
     )
-    # RecordService.update: changed fields, and a new owner in the same write
+    # records.update: changed fields, and a new owner in the same write
     history, changes = _changes({"level": ("A", "B"), "tags": (["vip"], []), "note": (None, "回访")})
     after = _doc(version=3, owner_id="u-2", department_id=None)
     out.append(_entry(events.RECORD_UPDATED, after, history, {"version": 3, "changes": changes}))
@@ -85,12 +85,12 @@ def _entries() -> list[dict[str, Any]]:
             {"version": 3, "old_owner_id": "u-1", "new_owner_id": "u-2"},
         )
     )
-    # RecordService.delete / restore
+    # records.delete / restore
     deleted = [{"field": "deleted", "old": False, "new": True}]
     out.append(_entry(events.RECORD_DELETED, _doc(version=4), deleted, {"version": 4}))
     restored = [{"field": "deleted", "old": True, "new": False}]
     out.append(_entry(events.RECORD_RESTORED, _doc(version=5), restored, {"version": 5}))
-    # RecordService.share / unshare (_write_shares)
+    # sharing.share / unshare
     share = {"kind": "user", "id": "u-3", "access": "edit"}
     shared = [{"field": "shares", "old": None, "new": "edit", "target": "user:u-3"}]
     out.append(_entry(events.RECORD_SHARED, _doc(version=6), shared, {"version": 6, "share": share}))
@@ -100,7 +100,7 @@ def _entries() -> list[dict[str, Any]]:
             events.RECORD_UNSHARED, _doc(version=7), unshared, {"version": 7, "share": {"kind": "user", "id": "u-3"}}
         )
     )
-    # extras/merge.py: the winner (built as an update, then renamed), the loser, a re-pointed record
+    # domain/merge.py: the winner (built as an update, then renamed), the loser, a re-pointed record
     history, changes = _changes({"mobile": (None, "13800138000")})
     winner = _entry(
         events.RECORD_UPDATED,

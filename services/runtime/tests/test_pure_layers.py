@@ -27,7 +27,10 @@ PURE = [
     "form_service.domain.service",
     "form_service.events",
     "record_service.domain",
-    "record_service.domain.service",
+    "record_service.domain.records",
+    "record_service.domain.bulk",
+    "record_service.domain.listing",
+    "record_service.domain.view360",
     "record_service.events",
 ]
 

@@ -12,7 +12,6 @@ from crm_runtime import configure_logging, get_logger, serve_forever
 from crm_runtime.config import ConfigError
 from crm_runtime.grpc_server import start_side_http
 from record_service.crypto import FernetCipher
-from record_service.extras import AttachmentStore, Extras, GrpcFormCatalog
 from record_service.forms.grpc_source import CachedFormSource, GrpcFormSource
 from record_service.forms.invalidation import form_cache_consumer
 from record_service.server import RelayHealth, build_record_server, build_relay, connect_store
@@ -31,7 +30,6 @@ def serve() -> None:
     forms = CachedFormSource(GrpcFormSource(settings.form_grpc_addr))
     consumer = form_cache_consumer(settings.amqp_url, forms, db)
     users = directory_consumer(settings.amqp_url, MongoDirectory(db), db, queue=settings.directory_queue)
-    files = AttachmentStore(db)
     server = build_record_server(
         db,
         port=settings.grpc_port,
@@ -39,11 +37,6 @@ def serve() -> None:
         cipher=cipher,
         tz=ZoneInfo(settings.tenant_tz),
         consumers=[consumer, users],
-        attachments=files.lookup,
-    )
-    # 360, duplicates, merge and attachments (record_service.extras)
-    server.servicer.extras = Extras.build(
-        server.service, db, catalog=GrpcFormCatalog(settings.form_grpc_addr, forms), attachments=files
     )
     consumer.start()
     users.start()

@@ -1,9 +1,8 @@
 """The extra RPCs through the real gRPC server on SecantusDB (+ RabbitMQ for the merge event).
 
 360° view, duplicates, merge and attachments. The server is built with the
-production wiring (build_record_server) plus Extras over a form source that can
-list a tenant's forms, and the GridFS attachment store as the record service's
-attachment lookup.
+production wiring (build_record_server) over a form source that can list a
+tenant's forms.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from crm_runtime.principal import Principal
 from crm_runtime.testing import StoreProcess, amqp_url
 from record_service.crypto import FernetCipher
 from record_service.domain.forms import FormSchema, StaticFormSource
-from record_service.extras import AttachmentStore, Extras, SourceCatalog
 from record_service.server import RecordServer, build_record_server, build_relay
 from services.record.tests.integration.support import Api
 
@@ -122,8 +120,7 @@ def xdb(store: StoreProcess) -> Iterator[Database[Any]]:
 
 
 @pytest.fixture(scope="module")
-def extras_server(xdb: Database[Any], listing_forms: ListingFormSource) -> Iterator[RecordServer]:
-    files = AttachmentStore(xdb)
+def related_server(xdb: Database[Any], listing_forms: ListingFormSource) -> Iterator[RecordServer]:
     server = build_record_server(
         xdb,
         port=0,
@@ -131,23 +128,21 @@ def extras_server(xdb: Database[Any], listing_forms: ListingFormSource) -> Itera
         forms=listing_forms,
         cipher=FernetCipher(Fernet.generate_key()),
         tz=ZoneInfo("Asia/Shanghai"),
-        attachments=files.lookup,
     )
-    server.servicer.extras = Extras.build(server.service, xdb, catalog=SourceCatalog(listing_forms), attachments=files)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def xstub(extras_server: RecordServer) -> Iterator[Any]:
-    ch = channel(f"127.0.0.1:{extras_server.bundle.port}")
+def xstub(related_server: RecordServer) -> Iterator[Any]:
+    ch = channel(f"127.0.0.1:{related_server.bundle.port}")
     yield record_pb2_grpc.RecordServiceStub(ch)
     ch.close()
 
 
 class Caller(Api):
-    """Calls RecordService as one principal, with the extras' RPCs."""
+    """Calls RecordService as one principal, with the 360°, duplicate, merge and attachment RPCs."""
 
     def view(self, record_id: str, per_form_limit: int = 0) -> dict[str, Any]:
         resp = self.call("GetRecord360", record_id=record_id, per_form_limit=per_form_limit)
@@ -202,8 +197,8 @@ class Crm:
 
 
 @pytest.fixture()
-def crm(xstub: Any, listing_forms: ListingFormSource, extras_server: RecordServer) -> Crm:
-    return Crm(xstub, listing_forms, extras_server.directory)
+def crm(xstub: Any, listing_forms: ListingFormSource, related_server: RecordServer) -> Crm:
+    return Crm(xstub, listing_forms, related_server.directory)
 
 
 def fails(fn: Any, *args: Any, **kw: Any) -> tuple[grpc.StatusCode, dict[str, Any]]:
@@ -317,7 +312,7 @@ class MergedEvents:
 
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
-        self.queue = f"test.extras.{uuid.uuid4().hex[:10]}"
+        self.queue = f"test.related.{uuid.uuid4().hex[:10]}"
         self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url()))
         self.channel = self.conn.channel()
         self.channel.exchange_declare(exchange="record.events", exchange_type="topic", durable=True, auto_delete=False)
@@ -327,7 +322,7 @@ class MergedEvents:
         self.seen: list[dict[str, Any]] = []
 
     def wait(self, count: int, timeout: float = 15.0, settle: float = 0.5) -> list[dict[str, Any]]:
-        """Collect until `count` envelopes arrived, then `settle` seconds more (to catch extras)."""
+        """Collect until `count` envelopes arrived, then `settle` seconds more (to catch any extra one)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             method, _props, body = self.channel.basic_get(self.queue, auto_ack=True)
@@ -488,7 +483,7 @@ def test_record_attachment_fields_validate_ids_against_the_store(crm: Crm) -> No
     assert problem["errors"][0]["rule"] == "file_type"
 
 
-# ---------------------------------------------------------------- access control in the extras
+# ---------------------------------------------------------------- access control of the 360° view, duplicates, merge and attachments
 
 
 def custom_policy(forms: dict[str, Any]) -> Any:

@@ -20,12 +20,9 @@ from record_service.domain.query import (
     keyword_partition,
     parse_filter,
     parse_sort,
-    plan_query,
     relative_range,
-    select_page,
-    select_partitioned_page,
-    select_window_page,
 )
+from record_service.store.planner import plan_query, select_page, select_partitioned_page, select_window_page
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Wednesday 2024-05-15 01:30 in Shanghai (= Tuesday 17:30 UTC)

@@ -1,1 +1,1 @@
-"""The gRPC side of the record service."""
+"""The gRPC side of the record service: one servicer for every RPC (servicer.py), JSON text codec (codec.py)."""

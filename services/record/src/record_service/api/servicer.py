@@ -1,15 +1,16 @@
-"""RecordServicer: the RecordService RPCs, mapping JSON text to RecordService calls and back.
+"""RecordServicer: every crm.record.v1.RecordService RPC, mapping requests to the domain's use cases and back.
 
+Each method reads the principal from the call, decodes the `*_json` fields
+(api/codec.py), calls one use case (domain/: records, bulk, listing, history,
+sharing, view360, duplicates, merge, attachments) and encodes the result.
 Domain errors pass through untouched: crm_runtime's server interceptor turns
-them into gRPC status codes with a JSON problem. Sharing and ExplainAccess are
-RecordService use cases too. The 360° view, duplicates,
-merge and attachments come from an optional `extras` object: when given, its
-methods of the same names serve those RPCs (called as `extras.GetRecord360(request,
-context)`), otherwise they answer UNIMPLEMENTED.
+them into gRPC status codes with a JSON problem, once, by class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,10 +18,18 @@ import grpc
 from crm.record.v1 import record_pb2, record_pb2_grpc
 from crm_runtime.principal import current_principal
 from record_service.api.codec import dumps, loads, parse_object
-from record_service.domain.service import COUNT_CAPPED, COUNT_EXACT, COUNT_NONE, RecordService
+from record_service.domain.attachments import Uploads
+from record_service.domain.bulk import BulkCreate
+from record_service.domain.duplicates import DuplicateFinder
+from record_service.domain.history import History
+from record_service.domain.listing import Listing
+from record_service.domain.merge import RecordMerger
+from record_service.domain.query import COUNT_CAPPED, COUNT_EXACT, COUNT_NONE
+from record_service.domain.records import Records
+from record_service.domain.sharing import Sharing
+from record_service.domain.view360 import Record360
 
 SERVICE_NAME = record_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name
-EXTRA_RPCS = ("GetRecord360", "FindDuplicates", "MergeRecords", "UploadAttachment", "DownloadAttachment")
 _SHARE_KINDS = {
     record_pb2.SHARE_TARGET_KIND_USER: "user",
     record_pb2.SHARE_TARGET_KIND_DEPARTMENT: "department",
@@ -34,12 +43,26 @@ _COUNT_MODES = {
 }
 
 
-class RecordServicer(record_pb2_grpc.RecordServiceServicer):
-    """Implements crm.record.v1.RecordService over a RecordService (+ optional extras)."""
+@dataclass(frozen=True)
+class UseCases:
+    """The record use cases the servicer serves (built in server.py)."""
 
-    def __init__(self, service: RecordService, extras: Any = None) -> None:
-        self.service = service
-        self.extras = extras
+    records: Records
+    bulk: BulkCreate
+    listing: Listing
+    history: History
+    sharing: Sharing
+    view360: Record360
+    duplicates: DuplicateFinder
+    merge: RecordMerger
+    attachments: Uploads
+
+
+class RecordServicer(record_pb2_grpc.RecordServiceServicer):
+    """Implements crm.record.v1.RecordService over the record use cases."""
+
+    def __init__(self, use_cases: UseCases) -> None:
+        self.uc = use_cases
 
     def register(self, server: grpc.Server) -> None:
         """Add this servicer to a gRPC server (for crm_runtime.build_server)."""
@@ -49,42 +72,42 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
         """Create one record."""
         p = current_principal()
         data = parse_object(request.data_json, "data_json", p.locale)
-        record = self.service.create(p, request.form_id, data, request.owner_id)
+        record = self.uc.records.create(p, request.form_id, data, request.owner_id)
         return record_pb2.CreateRecordResponse(record_json=dumps(record))
 
     def BulkCreateRecords(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Create up to 10,000 records, all or nothing."""
         p = current_principal()
         rows = loads(request.records_json, "records_json", p.locale, default=[])
-        ids = self.service.bulk_create(p, request.form_id, rows)
+        ids = self.uc.bulk.create(p, request.form_id, rows)
         return record_pb2.BulkCreateRecordsResponse(record_ids=ids)
 
     def GetRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
         """One live record."""
-        record = self.service.get(current_principal(), request.record_id)
+        record = self.uc.records.get(current_principal(), request.record_id)
         return record_pb2.GetRecordResponse(record_json=dumps(record))
 
     def UpdateRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Partial update with expected_version."""
         p = current_principal()
         data = parse_object(request.data_json, "data_json", p.locale)
-        record = self.service.update(p, request.record_id, data, request.expected_version, request.owner_id)
+        record = self.uc.records.update(p, request.record_id, data, request.expected_version, request.owner_id)
         return record_pb2.UpdateRecordResponse(record_json=dumps(record))
 
     def DeleteRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Soft delete."""
-        record = self.service.delete(current_principal(), request.record_id, request.expected_version)
+        record = self.uc.records.delete(current_principal(), request.record_id, request.expected_version)
         return record_pb2.DeleteRecordResponse(record_json=dumps(record))
 
     def RestoreRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Restore from the recycle bin."""
-        record = self.service.restore(current_principal(), request.record_id)
+        record = self.uc.records.restore(current_principal(), request.record_id)
         return record_pb2.RestoreRecordResponse(record_json=dumps(record))
 
     def ListRecords(self, request: Any, context: Any) -> Any:  # noqa: N802
         """A filtered, sorted page with a cursor and a count."""
         p = current_principal()
-        page = self.service.list_records(
+        page = self.uc.listing.list_records(
             p,
             request.form_id,
             tree=loads(request.filter_json, "filter_json", p.locale),
@@ -104,7 +127,7 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
 
     def GetRecordHistory(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Who changed what, when, from what to what."""
-        entries, cursor = self.service.history(
+        entries, cursor = self.uc.history.page(
             current_principal(), request.record_id, request.cursor, request.page_size
         )
         return record_pb2.GetRecordHistoryResponse(entries_json=[dumps(e) for e in entries], next_cursor=cursor)
@@ -114,48 +137,60 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
         p = current_principal()
         kind = _SHARE_KINDS.get(request.target_kind, "")
         level = _SHARE_ACCESS.get(request.access, "read")
-        record = self.service.share(p, request.record_id, kind, request.target_id, level)
+        record = self.uc.sharing.share(p, request.record_id, kind, request.target_id, level)
         return record_pb2.ShareRecordResponse(record_json=dumps(record))
 
     def UnshareRecord(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Remove a share."""
         p = current_principal()
         kind = _SHARE_KINDS.get(request.target_kind, "")
-        record = self.service.unshare(p, request.record_id, kind, request.target_id)
+        record = self.uc.sharing.unshare(p, request.record_id, kind, request.target_id)
         return record_pb2.UnshareRecordResponse(record_json=dumps(record))
 
     def ExplainAccess(self, request: Any, context: Any) -> Any:  # noqa: N802
         """May the caller do `action` on the form (or the record), and why."""
         p = current_principal()
-        # neither form_id nor record_id: 422 naming form_id (RecordService.form)
-        explanation = self.service.explain_access(p, request.form_id, request.record_id, request.action)
+        # neither form_id nor record_id: 422 naming form_id (RecordCore.form)
+        explanation = self.uc.records.explain_access(p, request.form_id, request.record_id, request.action)
         return record_pb2.ExplainAccessResponse(
             allowed=bool(explanation["allowed"]), explanation_json=dumps(explanation)
         )
 
-    def _extra(self, name: str, request: Any, context: Any) -> Any:
-        handler = getattr(self.extras, name, None) if self.extras is not None else None
-        if handler is None:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not available in this deployment")
-            raise AssertionError("context.abort raises")
-        return handler(request, context)
-
     def GetRecord360(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """Served by extras."""
-        return self._extra("GetRecord360", request, context)
+        """The record, its related records by form (two levels) and the timeline."""
+        view = self.uc.view360.view(current_principal(), request.record_id, request.per_form_limit)
+        return record_pb2.GetRecord360Response(view_json=dumps(view))
 
     def FindDuplicates(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """Served by extras."""
-        return self._extra("FindDuplicates", request, context)
+        """Duplicate candidates of a stored record or of unsaved data."""
+        p = current_principal()
+        data = loads(request.data_json, "data_json", p.locale) if not request.record_id else None
+        candidates = self.uc.duplicates.find(p, request.form_id, request.record_id, data, request.limit)
+        return record_pb2.FindDuplicatesResponse(candidates_json=[dumps(c) for c in candidates])
 
     def MergeRecords(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """Served by extras."""
-        return self._extra("MergeRecords", request, context)
+        """Merge the loser into the winner."""
+        p = current_principal()
+        choices = loads(request.field_choices_json, "field_choices_json", p.locale, default={})
+        record = self.uc.merge.merge(p, request.winner_id, request.loser_id, choices)
+        return record_pb2.MergeRecordsResponse(record_json=dumps(record))
 
     def UploadAttachment(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """Served by extras."""
-        return self._extra("UploadAttachment", request, context)
+        """Store a file (checked against the global and the field's limits)."""
+        stored = self.uc.attachments.upload(
+            current_principal(),
+            request.filename,
+            request.content_type,
+            request.content,
+            request.form_id,
+            request.field_key,
+        )
+        return record_pb2.UploadAttachmentResponse(attachment_json=dumps(stored.to_json()))
 
-    def DownloadAttachment(self, request: Any, context: Any) -> Any:  # noqa: N802
-        """Served by extras (a server stream)."""
-        return self._extra("DownloadAttachment", request, context)
+    def DownloadAttachment(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
+        """Stream a file (a server stream): the first message carries the metadata (and the first chunk)."""
+        stored, chunks = self.uc.attachments.open(current_principal(), request.attachment_id)
+        first = next(chunks, b"")
+        yield record_pb2.DownloadAttachmentResponse(attachment_json=dumps(stored.to_json()), chunk=first)
+        for chunk in chunks:
+            yield record_pb2.DownloadAttachmentResponse(chunk=chunk)

@@ -1,10 +1,14 @@
 """The record service's user-facing error messages (zh-CN and en) and error constructors.
 
     crm_runtime.DomainError
-    ├── ValidationFailed(FieldError...)  422  bad data, filter, sort, cursor, version missing
-    ├── NotFound                         404  no such record/form for this tenant *and scope*
+    ├── ValidationFailed(FieldError...)  422  bad data, filter, sort, cursor, version missing, merge choices,
+    │                                         file type
+    ├── NotFound                         404  no such record/form/attachment for this tenant *and scope*
     ├── Forbidden                        403  a visible record (or a form) the caller may not act on
-    └── Conflict                         409  stale version, unique value taken, merged record restored
+    ├── Conflict                         409  stale version, unique value taken, merged record restored,
+    │                                         merge across forms or of a changed record
+    ├── PayloadTooLarge                  413  a file over the global or the field's limit
+    └── Unavailable                      503  the form service did not answer (forms/grpc_source.py)
 
 Records outside the caller's tenant or data scope are reported as NotFound,
 never Forbidden, so that their existence does not leak; Forbidden names the
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_runtime.errors import Conflict, NotFound
+from crm_runtime.errors import Conflict, NotFound, PayloadTooLarge
 from crm_runtime.i18n import Catalog
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -69,6 +73,39 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "share_access_invalid": {"zh-CN": "共享权限应为只读或编辑", "en": "The share access must be read or edit"},
     "unknown_action": {"zh-CN": "未知操作：{action}", "en": "Unknown action: {action}"},
+    "invalid_limit": {"zh-CN": "数量应在 1 到 {max} 之间", "en": "Must be between 1 and {max}"},
+    "form_mismatch": {
+        "zh-CN": "记录不属于表单 {form}",
+        "en": "The record does not belong to the form {form}",
+    },
+    "same_record": {"zh-CN": "不能把记录与自身合并", "en": "A record cannot be merged with itself"},
+    "different_forms": {
+        "zh-CN": "只能合并同一表单的记录",
+        "en": "Only records of the same form can be merged",
+    },
+    "merge_changed": {
+        "zh-CN": "合并期间记录已被修改，请刷新后重试",
+        "en": "A record changed while merging; reload and retry",
+    },
+    "invalid_choice": {
+        "zh-CN": "取值应为 winner 或 loser",
+        "en": "Must be winner or loser",
+    },
+    "not_mergeable": {"zh-CN": "计算字段不能选择来源：{field}", "en": "A computed field has no source: {field}"},
+    "attachment_not_found": {"zh-CN": "文件不存在：{ref}", "en": "File not found: {ref}"},
+    "file_required": {"zh-CN": "文件内容为空", "en": "The file is empty"},
+    "file_too_large_global": {
+        "zh-CN": "文件「{name}」超过 {max_mb} MiB 的上限",
+        "en": "The file {name} is larger than {max_mb} MiB",
+    },
+    "not_attachment_field": {
+        "zh-CN": "字段 {field} 不是附件或图片字段",
+        "en": "The field {field} is not an attachment or image field",
+    },
+    "content_mismatch": {
+        "zh-CN": "文件「{name}」的内容（{detected}）与声明的类型 {content_type} 不符",
+        "en": "The content of {name} ({detected}) does not match its declared type {content_type}",
+    },
 }
 
 
@@ -126,3 +163,23 @@ def unique_conflict(
         errors=[{"field": name, "rule": "unique", "message": text}],
         existing_record={"id": existing_id, "display": display or existing_id},
     )
+
+
+def attachment_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for an attachment that does not exist or belongs to another tenant."""
+    return NotFound(message("attachment_not_found", locale, ref=ref), attachment_id=ref)
+
+
+def too_large(where: str, text: str, max_size: int, size: int, rule: str = "file_too_large") -> PayloadTooLarge:
+    """413 naming the limit; `errors` lets the UI show it on the field."""
+    return PayloadTooLarge(
+        text,
+        max_size=max_size,
+        size=size,
+        errors=[{"field": where, "rule": rule, "message": text, "params": {"max_size": max_size, "size": size}}],
+    )
+
+
+def merge_conflict(rule: str, locale: str = "zh-CN", **extra: Any) -> Conflict:
+    """409 for a merge that cannot happen as asked."""
+    return Conflict(message(rule, locale), reason=rule, **extra)

@@ -1,16 +1,21 @@
 """Published forms as the record service sees them, and where they come from.
 
 A `FormSchema` is one immutable published version of a form (its fields and
-title field). `FormSource` is our own interface for fetching them; the gRPC
-client of crm.form.v1.FormService implements it in production, tests use a
-static in-memory one.
+title field). `FormSource` is our own interface for fetching them, and
+`FormCatalog` for listing a tenant's published forms (the 360° view and merge
+need "every form that relates to form X": `references_to`). The one client of
+crm.form.v1.FormService (forms/grpc_source.py) implements both in production;
+tests use a static in-memory source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from crm_runtime.principal import Principal
 
 # Field types whose values are worth an index even when not marked filterable.
 INDEXED_TYPES = frozenset({"relation", "select", "stage", "date", "datetime"})
@@ -121,6 +126,69 @@ class FormSource(Protocol):
         ...
 
 
+class ListingFormSource(FormSource, Protocol):
+    """A FormSource that can also list a tenant's published forms."""
+
+    def list_published(self, tenant_id: str) -> list[FormSchema]:
+        """The latest published version of each form of the tenant."""
+        ...
+
+
+class FormCatalog(Protocol):
+    """The latest published version of every published form of a tenant."""
+
+    def published_forms(self, principal: Principal) -> list[FormSchema]:
+        """Every form of the caller's tenant that has a published version."""
+        ...
+
+
+class SourceCatalog:
+    """A FormCatalog over a FormSource that offers `list_published`."""
+
+    def __init__(self, source: ListingFormSource) -> None:
+        self._source = source
+
+    def published_forms(self, principal: Principal) -> list[FormSchema]:
+        """See FormCatalog."""
+        return list(self._source.list_published(principal.tenant_id))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A relation field of `form` whose target is some other form."""
+
+    form: FormSchema
+    field: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The relation field's key."""
+        return str(self.field["key"])
+
+    @property
+    def many(self) -> bool:
+        """True for a to-many relation (a list of ids)."""
+        return bool((self.field.get("relation") or {}).get("many"))
+
+
+def relation_target(field: Mapping[str, Any]) -> str:
+    """The form id or key a relation field points to ("" for a non-relation)."""
+    if field.get("type") != "relation":
+        return ""
+    return str((field.get("relation") or {}).get("form_id") or "")
+
+
+def references_to(forms: Iterable[FormSchema], target: FormSchema) -> list[Reference]:
+    """Every relation field, in any of `forms`, that points at `target` (named by its id or its key)."""
+    refs = {target.id, target.key} - {""}
+    out = []
+    for form in forms:
+        for definition in form.of_type("relation"):
+            if relation_target(definition) in refs:
+                out.append(Reference(form, definition))
+    return out
+
+
 class StaticFormSource:
     """An in-memory FormSource over known schemas (tests, tools)."""
 
@@ -150,3 +218,11 @@ class StaticFormSource:
             if form.version == version:
                 return form
         raise form_not_found(form_id_or_key)
+
+    def list_published(self, tenant_id: str) -> list[FormSchema]:
+        """The latest version of each form of the tenant (a ListingFormSource)."""
+        latest: dict[str, FormSchema] = {}
+        for (tenant, _ref), versions in self._forms.items():
+            if tenant == tenant_id and versions:
+                latest[versions[-1].id] = versions[-1]
+        return list(latest.values())

@@ -1,12 +1,26 @@
-"""The store as the domain sees it: our own interfaces, implemented by store/ (pymongo) and by test fakes."""
+"""The store as the domain sees it: the ports the use cases are written against.
+
+    RecordRepository  records, uniques, counters, history pages; writes in one Transaction
+    RecordQueries     ListRecords' pages and counts (store/planner.py decides how the store is asked)
+    HistoryReader     the history of many records at once (the 360° timeline)
+    FileStore         uploaded files (GridFS in store/attachments.py)
+    Cipher            encryption of encrypted_text values
+
+Implemented by store/ (pymongo) and, for unit tests, by tests/unit/fakes.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from record_service.domain.files import StoredFile
 from record_service.domain.forms import FormSchema
+from record_service.domain.query import AccessFilter, SortSpec
+
+if TYPE_CHECKING:
+    from record_service.domain.context import RecordContext
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -130,6 +144,78 @@ class RecordRepository(Protocol):
 
     def holding_file(self, tenant_id: str, file_id: str, limit: int = 200) -> list[Doc]:
         """Records of the tenant (live or deleted) whose data holds an uploaded file (their `files`)."""
+        ...
+
+
+class ListPlan(Protocol):
+    """A planned ListRecords query as the use case sees it: only its sort (for the next page's cursor)."""
+
+    @property
+    def sort(self) -> SortSpec:
+        """The order of the page."""
+        ...
+
+
+class RecordQueries(Protocol):
+    """Pages and counts of ListRecords: which condition the store runs and how a page is read is the store's."""
+
+    def plan(
+        self,
+        form: FormSchema,
+        tenant_id: str,
+        *,
+        ctx: RecordContext,
+        access: AccessFilter | None,
+        hidden: frozenset[str],
+        keyword_text: Callable[[Mapping[str, Any]], str] | None,
+        tree: Any,
+        sort: Any,
+        keyword: str,
+        cursor: str,
+        page_size: int,
+        deleted: bool,
+    ) -> Any:
+        """Parse and plan a query (422 on a bad filter, sort, cursor or page size); the plan is a ListPlan."""
+        ...
+
+    def page(self, form: FormSchema, plan: Any) -> tuple[list[Doc], bool]:
+        """The stored records of one page of a plan, and whether more follow."""
+        ...
+
+    def count(self, plan: Any, mode: str) -> tuple[int, bool]:
+        """(total, capped) of a plan's matches (`mode`: query.COUNT_CAPPED, COUNT_EXACT or COUNT_NONE)."""
+        ...
+
+    def written(self, tenant_id: str, form: FormSchema, datas: Sequence[Mapping[str, Any]]) -> None:
+        """Tell the query side which data values were just written (it sizes its read windows from them)."""
+        ...
+
+
+class HistoryReader(Protocol):
+    """History entries of many records of one tenant."""
+
+    def recent(self, tenant_id: str, record_ids: Sequence[str], limit: int) -> list[Doc]:
+        """Up to `limit` entries of these records, newest first (envelopes left out)."""
+        ...
+
+
+class FileStore(Protocol):
+    """Uploaded files of a tenant: put, look up, stream."""
+
+    def put(self, tenant_id: str, uploaded_by: str, name: str, content_type: str, content: bytes) -> StoredFile:
+        """Store the bytes; returns the stored metadata."""
+        ...
+
+    def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
+        """The file's metadata when it exists in this tenant."""
+        ...
+
+    def chunks(self, file_id: str) -> Iterator[bytes]:
+        """The file's bytes, chunk by chunk (check the tenant with `get` first)."""
+        ...
+
+    def lookup(self, tenant_id: str, ids: Sequence[str]) -> dict[str, Doc]:
+        """{id: {id, name, size, content_type, uploaded_by}} for this tenant's ids (an AttachmentLookup)."""
         ...
 
 

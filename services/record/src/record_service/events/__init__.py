@@ -19,7 +19,7 @@ wire are exactly those of single writes. Payloads:
     record.shared         {record_id, form_id, version, owner_id, department_id, share: {kind, id, access}}
     record.unshared       {record_id, form_id, version, owner_id, department_id, share: {kind, id}}
     record.merged         {record_id, form_id, winner_id, loser_id, repointed, version, owner_id, department_id,
-                           changes} (extras/merge.py; the loser gets record.deleted with merged_into, each
+                           changes} (domain/merge.py; the loser gets record.deleted with merged_into, each
                            re-pointed record record.updated with merged_from and merged_into)
 
 The schema of the envelope and of each payload is proto/crm/events/v1/events.proto

@@ -1,1 +1,1 @@
-"""Where the record service gets published forms: the form service over gRPC, cached, invalidated by events."""
+"""The record service's one client of the form service (grpc_source.py: over gRPC, cached) and its invalidation."""

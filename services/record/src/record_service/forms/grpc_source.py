@@ -1,10 +1,18 @@
-"""GrpcFormSource: FormSource over crm.form.v1.FormService, and CachedFormSource in front of any source.
+"""The record service's one client of crm.form.v1.FormService: GrpcFormSource, and CachedFormSource in front.
 
-The client passes the caller's principal (from the RPC being served) so the
-form service applies the same tenant; outside a call it uses a system admin of
-the tenant. Published versions are immutable, so numbered versions are cached
-for good; "latest" entries are dropped on a form.published event (see
-invalidation.py) and after a TTL as a safety net when events are late.
+GrpcFormSource asks GetPublishedForm (one form) and ListForms (which forms of
+a tenant are published) over one channel; a form service that does not answer
+is FormServiceUnavailable (UNAVAILABLE over gRPC, 503 with Retry-After at the
+gateway). It asks as the record service itself, for the caller of the RPC
+being served (outside a call: for nobody), so the form service applies the
+same tenant.
+
+CachedFormSource is the FormSource and the FormCatalog (domain/forms.py) the
+use cases get: published versions are immutable, so numbered versions are
+cached for good; "latest" entries are dropped on a form.published event (see
+invalidation.py) and after a TTL as a safety net when events are late; a
+tenant's listing is cached for a shorter TTL (the 360° view and merge need it
+on every call; a newly published relation shows up after that TTL at the latest).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -25,6 +33,14 @@ from record_service.domain.errors import form_not_found
 from record_service.domain.forms import FormSchema, FormSource
 
 
+class ListingSource(FormSource, Protocol):
+    """A FormSource that can also name a tenant's published forms (GrpcFormSource)."""
+
+    def published_form_ids(self, principal: Principal) -> list[str]:
+        """Ids of the forms of the caller's tenant that have a published version."""
+        ...
+
+
 class FormServiceUnavailable(Unavailable):
     """The form service did not answer: UNAVAILABLE over gRPC, 503 with Retry-After at the gateway."""
 
@@ -32,7 +48,7 @@ class FormServiceUnavailable(Unavailable):
 
 
 class GrpcFormSource:
-    """FormSource calling GetPublishedForm on the form service."""
+    """FormSource (GetPublishedForm) and form listing (ListForms) over one channel to the form service."""
 
     def __init__(self, target: str, *, timeout: float = 5.0) -> None:
         self._channel = channel(target)
@@ -63,20 +79,47 @@ class GrpcFormSource:
             raise FormServiceUnavailable(str(problem.get("detail") or problem.get("title") or code)) from None
         return FormSchema.from_json(tenant_id, json.loads(resp.form_json))
 
+    def published_form_ids(self, principal: Principal) -> list[str]:
+        """See ListingSource: ListForms as the record service, on behalf of the caller."""
+        try:
+            resp = self._stub.ListForms(
+                form_pb2.ListFormsRequest(),
+                metadata=Principal.service(principal.tenant_id, "record", on_behalf=principal.user_id).to_metadata(),
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as exc:
+            problem = problem_from_error(exc)
+            raise FormServiceUnavailable(str(problem.get("detail") or problem.get("title") or exc)) from None
+        ids = []
+        for text in resp.forms_json:
+            doc = json.loads(text)
+            if int(doc.get("published_version") or 0) > 0 and doc.get("id"):
+                ids.append(str(doc["id"]))
+        return ids
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
 
 
 class CachedFormSource:
-    """An in-process cache in front of a FormSource."""
+    """An in-process cache in front of a FormSource; a FormCatalog too when the source can list (ListingSource)."""
 
-    def __init__(self, inner: FormSource, *, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        inner: FormSource,
+        *,
+        ttl: float = 300.0,
+        listing_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._inner = inner
         self._ttl = ttl
+        self._listing_ttl = listing_ttl
         self._clock = clock
         self._latest: dict[tuple[str, str], tuple[float, FormSchema]] = {}
         self._versions: dict[tuple[str, str, int], FormSchema] = {}
+        self._listings: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
     def get_published(self, tenant_id: str, form_id_or_key: str, version: int = 0) -> FormSchema:
@@ -97,6 +140,26 @@ class CachedFormSource:
                     self._latest[(tenant_id, ref)] = (self._clock(), form)
         return form
 
+    def published_forms(self, principal: Principal) -> list[FormSchema]:
+        """The FormCatalog: the latest version of each published form; one unpublished since the listing is left out."""
+        list_ids = getattr(self._inner, "published_form_ids", None)
+        if list_ids is None:
+            raise TypeError(f"{type(self._inner).__name__} cannot list a tenant's forms")
+        hit = self._listings.get(principal.tenant_id)
+        if hit is not None and self._clock() - hit[0] < self._listing_ttl:
+            ids = hit[1]
+        else:
+            ids = list(list_ids(principal))
+            with self._lock:
+                self._listings[principal.tenant_id] = (self._clock(), ids)
+        out = []
+        for form_id in ids:
+            try:
+                out.append(self.get_published(principal.tenant_id, form_id))
+            except NotFound:
+                continue
+        return out
+
     def invalidate(self, tenant_id: str, *refs: str) -> None:
         """Forget the latest version of a form (by any of its refs)."""
         with self._lock:
@@ -110,6 +173,8 @@ class CachedFormSource:
         form_id = str(data.get("form_id") or "")
         key = str(data.get("key") or "")
         self.invalidate(tenant_id, form_id, key)
+        with self._lock:
+            self._listings.pop(tenant_id, None)  # a first publish adds a form to the listing
         if form_id and data.get("fields") is not None and data.get("version"):
             form = FormSchema.from_json(tenant_id, data)
             with self._lock:
@@ -117,4 +182,4 @@ class CachedFormSource:
                     self._versions[(tenant_id, ref, form.version)] = form
 
 
-__all__ = ["CachedFormSource", "FormServiceUnavailable", "GrpcFormSource", "NotFound"]
+__all__ = ["CachedFormSource", "FormServiceUnavailable", "GrpcFormSource", "ListingSource", "NotFound"]

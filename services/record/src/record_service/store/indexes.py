@@ -3,7 +3,8 @@
 SecantusDB uses an index only when one index covers every field of the
 predicate (a prefix of a compound index does), reads a whole index range
 before it applies a limit and sorts in memory. So every query path has exactly
-one index and reads a bounded range of it: the default order reads windows of
+one index and reads a bounded range of it (store/planner.py picks the path of a
+list page or a count and reads its windows): the default order reads windows of
 (tenant_id, form_id, deleted, seq), a scoped list windows of (..., acl, seq)
 (the caller's `acl $in [tokens]`, multikey; an owner or department filter is
 the acl token `u:<id>` / `d:<id>`); filters use (..., X) for X in created_at,
@@ -14,7 +15,9 @@ form_id, deleted, kw, kp), one token and a range of partitions; updates with a
 version check go by _id; history pages use (tenant_id, record_id,
 at); an owner's move to another department rewrites their records through
 (tenant_id, owner_id); a download finds the records holding a file through
-(tenant_id, files).
+(tenant_id, files); the 360° timeline reads many records' history through
+(tenant_id, record_id, at) too (store/history.py); files are read by `_id` in
+the GridFS bucket (store/attachments.py).
 """
 
 from __future__ import annotations

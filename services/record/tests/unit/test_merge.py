@@ -8,7 +8,7 @@ import pytest
 
 from crm_runtime.errors import ValidationFailed
 from record_service.domain.forms import FormSchema
-from record_service.extras.merge import check_choices, is_empty, merge_values, repointed_value
+from record_service.domain.merge import check_choices, is_empty, merge_values, repointed_value
 
 
 def form() -> FormSchema:

@@ -1,4 +1,9 @@
-"""Upload and download use cases: the global and per-field limits, the magic-bytes check, tenant checks."""
+"""UploadAttachment and DownloadAttachment: the global and per-field limits, the magic-bytes check, who may read.
+
+The bytes live in a FileStore (store/attachments.py: GridFS); the content is
+checked against its claimed type by domain/filetypes.py; a file is read only by
+someone who sees a record holding it (or, before any record does, its uploader).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from typing import Any
 import crm_schema
 from crm_runtime.errors import FieldError, ValidationFailed
 from crm_runtime.principal import Principal
-from record_service.domain.service import RecordService
-from record_service.extras import messages as msg
-from record_service.extras.attachments import AttachmentStore, StoredFile
-from record_service.extras.sniff import accepts, contradicts, effective_type, sniff
+from record_service.domain import errors as rerr
+from record_service.domain.core import RecordCore
+from record_service.domain.files import StoredFile
+from record_service.domain.filetypes import accepts, contradicts, effective_type, sniff
+from record_service.domain.repository import FileStore
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 FILE_FIELD_TYPES = ("attachment", "image")
@@ -20,8 +26,8 @@ FILE_FIELD_TYPES = ("attachment", "image")
 class Uploads:
     """Checks a file against the limits, then stores it; streams files back to their tenant only."""
 
-    def __init__(self, service: RecordService, store: AttachmentStore, *, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
-        self._service = service
+    def __init__(self, core: RecordCore, store: FileStore, *, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        self._core = core
         self._store = store
         self._max = max_bytes
 
@@ -38,17 +44,17 @@ class Uploads:
         loc = principal.locale
         name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
         if not name:
-            raise msg.invalid("filename", "required", loc)
+            raise rerr.invalid("filename", "required", loc)
         if not content:
-            raise msg.invalid("content", "file_required", loc)
+            raise rerr.invalid("content", "file_required", loc)
         size = len(content)
         if size > self._max:
-            text = msg.message("file_too_large_global", loc, name=name, max_mb=self._max // (1024 * 1024))
-            raise msg.too_large("content", text, self._max, size)
+            text = rerr.message("file_too_large_global", loc, name=name, max_mb=self._max // (1024 * 1024))
+            raise rerr.too_large("content", text, self._max, size)
         detected = sniff(content)
         media_type = effective_type(content_type, name, detected)
         if contradicts(media_type, name, detected):
-            raise msg.invalid(
+            raise rerr.invalid(
                 "content",
                 "content_mismatch",
                 loc,
@@ -65,16 +71,16 @@ class Uploads:
     ) -> None:
         loc = principal.locale
         if not form_ref:
-            raise msg.invalid("form_id", "required", loc)
-        form = self._service.form(principal, form_ref)
+            raise rerr.invalid("form_id", "required", loc)
+        form = self._core.form(principal, form_ref)
         field = form.field(field_key) if field_key else None
         if field is None or field.get("type") not in FILE_FIELD_TYPES:
-            raise msg.invalid("field_key", "not_attachment_field", loc, field=field_key)
+            raise rerr.invalid("field_key", "not_attachment_field", loc, field=field_key)
         label: Any = field.get("label") or field_key
         max_size = field.get("max_size")
         if isinstance(max_size, int) and not isinstance(max_size, bool) and size > max_size:
             text = crm_schema.message("file_too_large", loc, label=label, name=name, max_size=max_size, size=size)
-            raise msg.too_large(field_key, text, max_size, size)
+            raise rerr.too_large(field_key, text, max_size, size)
         accept = field.get("accept")
         if accept is None and field.get("type") == "image":
             accept = ["image/*"]
@@ -91,6 +97,6 @@ class Uploads:
         yet, be its uploader. Another tenant's file does not exist.
         """
         stored = self._store.get(principal.tenant_id, file_id)
-        if stored is None or not self._service.may_read_file(principal, stored.id, stored.uploaded_by):
-            raise msg.attachment_not_found(file_id, principal.locale)
+        if stored is None or not self._core.may_read_file(principal, stored.id, stored.uploaded_by):
+            raise rerr.attachment_not_found(file_id, principal.locale)
         return stored, self._store.chunks(stored.id)

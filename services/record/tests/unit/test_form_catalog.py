@@ -1,4 +1,4 @@
-"""Form listing for the extras: relation discovery, and the ListForms client against a real gRPC server."""
+"""Form listing for the 360° view and merge: relation discovery, and the form client's ListForms (real gRPC)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm_runtime.errors import NotFound
 from crm_runtime.principal import Principal, default_codec
-from record_service.domain.forms import FormSchema, StaticFormSource
-from record_service.extras.catalog import FormCatalogUnavailable, GrpcFormCatalog, SourceCatalog, references_to
+from record_service.domain.forms import FormSchema, SourceCatalog, StaticFormSource, references_to
+from record_service.forms.grpc_source import CachedFormSource, FormServiceUnavailable, GrpcFormSource
 
 
 def schema(key: str, fields: list[dict[str, Any]], tenant: str = "t1") -> FormSchema:
@@ -36,11 +36,20 @@ def test_references_to_finds_relations_by_target_id_or_key() -> None:
 
 
 class FakeFormService(form_pb2_grpc.FormServiceServicer):
-    """ListForms over fixed drafts; remembers the metadata of each call."""
+    """ListForms over fixed drafts (remembers the metadata of each call); GetPublishedForm from `published`."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, str]] = []
         self.fail = False
+        self.published = StaticFormSource()
+
+    def GetPublishedForm(self, request: Any, context: Any) -> Any:  # noqa: N802
+        try:
+            form = self.published.get_published("t1", request.form_id, request.version)
+        except NotFound:
+            context.abort(grpc.StatusCode.NOT_FOUND, json.dumps({"title": "not found"}))
+        doc = {"id": form.id, "key": form.key, "version": form.version, "title_field": form.title_field}
+        return form_pb2.GetPublishedFormResponse(form_json=json.dumps({**doc, "fields": list(form.fields)}))
 
     def ListForms(self, request: Any, context: Any) -> Any:  # noqa: N802
         self.calls.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
@@ -70,11 +79,11 @@ def test_grpc_catalog_lists_published_forms_with_the_callers_metadata_and_caches
     form_service: tuple[FakeFormService, int],
 ) -> None:
     servicer, port = form_service
-    source = StaticFormSource(
-        [schema("customer", []), schema("contact", [relation("customer", "customer")]), schema("draft", [])]
-    )
+    for form in [schema("customer", []), schema("contact", [relation("customer", "customer")]), schema("draft", [])]:
+        servicer.published.add(form)
     now = [0.0]
-    catalog = GrpcFormCatalog(f"127.0.0.1:{port}", source, ttl=30.0, clock=lambda: now[0])
+    client = GrpcFormSource(f"127.0.0.1:{port}")
+    catalog = CachedFormSource(client, listing_ttl=30.0, clock=lambda: now[0])
     principal = Principal(tenant_id="t1", user_id="u-9", role="manager", locale="en")
     try:
         forms = catalog.published_forms(principal)
@@ -91,11 +100,11 @@ def test_grpc_catalog_lists_published_forms_with_the_callers_metadata_and_caches
         assert len(servicer.calls) == 2
         servicer.fail = True
         now[0] = 62.0
-        with pytest.raises(FormCatalogUnavailable) as exc:
+        with pytest.raises(FormServiceUnavailable) as exc:
             catalog.published_forms(principal)
         assert exc.value.http_status == 503 and "form store down" in exc.value.detail
     finally:
-        catalog.close()
+        client.close()
 
 
 def test_source_catalog_uses_the_sources_listing() -> None:

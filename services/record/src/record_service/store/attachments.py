@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import gridfs
 from pymongo.database import Database
 
-from record_service.domain.service import iso, new_record_id
+from record_service.domain.core import new_record_id
+from record_service.domain.files import StoredFile
 
 Doc = dict[str, Any]
 IN_CHUNK = 200
@@ -27,51 +26,23 @@ BUCKET = "attachments"
 CHUNK_BYTES = 255 * 1024
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    """The metadata of one stored file."""
-
-    id: str
-    tenant_id: str
-    name: str
-    size: int
-    content_type: str
-    sha256: str
-    uploaded_by: str
-    uploaded_at: datetime | None
-
-    @classmethod
-    def from_files_doc(cls, doc: Doc) -> StoredFile:
-        """From an `attachments.files` document."""
-        meta = doc.get("metadata") or {}
-        return cls(
-            id=str(doc["_id"]),
-            tenant_id=str(meta.get("tenant_id") or ""),
-            name=str(meta.get("name") or doc.get("filename") or ""),
-            size=int(meta.get("size") or doc.get("length") or 0),
-            content_type=str(meta.get("content_type") or "application/octet-stream"),
-            sha256=str(meta.get("sha256") or ""),
-            uploaded_by=str(meta.get("uploaded_by") or ""),
-            uploaded_at=doc.get("uploadDate"),
-        )
-
-    def summary(self) -> Doc:
-        """What a record's attachment field stores: {id, name, size, content_type}."""
-        return {"id": self.id, "name": self.name, "size": self.size, "content_type": self.content_type}
-
-    def to_json(self) -> Doc:
-        """The API form (UploadAttachment, the first DownloadAttachment message)."""
-        return {
-            **self.summary(),
-            "filename": self.name,
-            "sha256": self.sha256,
-            "uploaded_by": self.uploaded_by,
-            "uploaded_at": iso(self.uploaded_at),
-        }
+def stored_file(doc: Doc) -> StoredFile:
+    """The domain's StoredFile of an `attachments.files` document."""
+    meta = doc.get("metadata") or {}
+    return StoredFile(
+        id=str(doc["_id"]),
+        tenant_id=str(meta.get("tenant_id") or ""),
+        name=str(meta.get("name") or doc.get("filename") or ""),
+        size=int(meta.get("size") or doc.get("length") or 0),
+        content_type=str(meta.get("content_type") or "application/octet-stream"),
+        sha256=str(meta.get("sha256") or ""),
+        uploaded_by=str(meta.get("uploaded_by") or ""),
+        uploaded_at=doc.get("uploadDate"),
+    )
 
 
 class AttachmentStore:
-    """Put, look up and stream files of a tenant."""
+    """The domain's FileStore: put, look up and stream files of a tenant."""
 
     def __init__(self, db: Database[Any], *, bucket: str = BUCKET, new_id: Callable[[], str] = new_record_id) -> None:
         self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket, chunk_size_bytes=CHUNK_BYTES)
@@ -91,14 +62,14 @@ class AttachmentStore:
         }
         self._bucket.upload_from_stream_with_id(file_id, name, io.BytesIO(content), metadata=metadata)
         doc = self._files.find_one({"_id": file_id})
-        return StoredFile.from_files_doc(doc or {"_id": file_id, "metadata": metadata})
+        return stored_file(doc or {"_id": file_id, "metadata": metadata})
 
     def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
         """The file's metadata when it exists in this tenant."""
         doc = self._files.find_one({"_id": file_id}) if file_id else None
         if doc is None or (doc.get("metadata") or {}).get("tenant_id") != tenant_id:
             return None
-        return StoredFile.from_files_doc(doc)
+        return stored_file(doc)
 
     def chunks(self, file_id: str) -> Iterator[bytes]:
         """The file's bytes, one GridFS chunk at a time (check the tenant with `get` first)."""
@@ -122,6 +93,6 @@ class AttachmentStore:
                 {"_id": {"$in": wanted[start : start + IN_CHUNK]}}, {"metadata": 1, "length": 1}
             ):
                 if (doc.get("metadata") or {}).get("tenant_id") == tenant_id:
-                    stored = StoredFile.from_files_doc(doc)
+                    stored = stored_file(doc)
                     out[stored.id] = {**stored.summary(), "uploaded_by": stored.uploaded_by}
         return out

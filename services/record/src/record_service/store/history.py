@@ -1,14 +1,14 @@
-"""Reading the history of many records at once (the 360° timeline).
+"""MongoHistoryReader: the history of many records at once (the 360° timeline), the domain's HistoryReader.
 
 RecordRepository.history_page reads one record's history; a timeline over a
-customer's related records would make one query per record. `HistoryReader`
-reads them in chunks of 200 ids through the (tenant_id, record_id, at) index.
+customer's related records would make one query per record. This reads them
+in chunks of 200 ids through the (tenant_id, record_id, at) index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.database import Database
@@ -17,14 +17,6 @@ from record_service.events import entries_of
 
 Doc = dict[str, Any]
 IN_CHUNK = 200  # `$in` is quadratic on SecantusDB beyond a few hundred values
-
-
-class HistoryReader(Protocol):
-    """History entries of many records of one tenant."""
-
-    def recent(self, tenant_id: str, record_ids: Sequence[str], limit: int) -> list[Doc]:
-        """Up to `limit` entries of these records, newest first (envelopes left out)."""
-        ...
 
 
 class MongoHistoryReader:

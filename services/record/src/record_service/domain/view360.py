@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_runtime.principal import Principal
+from record_service.domain import errors as rerr
 from record_service.domain.access import FormAccess, visible_changes
 from record_service.domain.context import RecordContext
-from record_service.domain.forms import FormSchema
-from record_service.domain.service import RecordService, crm_schema_label, iso
-from record_service.extras import messages as msg
-from record_service.extras.catalog import FormCatalog, Reference, references_to
-from record_service.extras.history import HistoryReader
+from record_service.domain.core import RecordCore, field_label, iso
+from record_service.domain.forms import FormCatalog, FormSchema, Reference, references_to
+from record_service.domain.rendering import Renderer
+from record_service.domain.repository import HistoryReader
 
 Doc = dict[str, Any]
 IN_CHUNK = 200
@@ -88,14 +88,16 @@ class Record360:
 
     def __init__(
         self,
-        service: RecordService,
+        core: RecordCore,
+        renderer: Renderer,
         catalog: FormCatalog,
         history: HistoryReader,
         *,
         group_cap: int = GROUP_CAP,
         timeline_limit: int = TIMELINE_LIMIT,
     ) -> None:
-        self._service = service
+        self._core = core
+        self._renderer = renderer
         self._catalog = catalog
         self._history = history
         self._cap = group_cap
@@ -105,17 +107,17 @@ class Record360:
         """{record, form, related: [group], timeline: [entry]} for a visible live record."""
         limit = per_form_limit or DEFAULT_PER_FORM
         if not 1 <= limit <= MAX_PER_FORM:
-            raise msg.invalid("per_form_limit", "invalid_limit", principal.locale, max=MAX_PER_FORM)
-        service = self._service
-        loaded = service.load(principal, record_id)
-        ctx = service.context(principal)
-        record = service.render_one(principal, loaded, ctx)
+            raise rerr.invalid("per_form_limit", "invalid_limit", principal.locale, max=MAX_PER_FORM)
+        core = self._core
+        loaded = core.load(principal, record_id)
+        ctx = core.context(principal)
+        record = self._renderer.render_one(principal, loaded, ctx)
         forms = self._catalog.published_forms(principal)
-        accesses: dict[str, FormAccess] = {loaded.form.id: loaded.access or service.access(principal, loaded.form, ctx)}
+        accesses: dict[str, FormAccess] = {loaded.form.id: loaded.access or core.access(principal, loaded.form, ctx)}
 
         def access_of(form: FormSchema) -> FormAccess:
             if form.id not in accesses:
-                accesses[form.id] = service.access(principal, form, ctx)
+                accesses[form.id] = core.access(principal, form, ctx)
             return accesses[form.id]
 
         groups: list[Group] = []
@@ -151,7 +153,7 @@ class Record360:
     ) -> None:
         """The visible records of the group's form whose relation field holds one of `targets`."""
         form = group.ref.form
-        self._service.repo.ensure_form_indexes(form)
+        self._core.repo.ensure_form_indexes(form)
         path = f"data.{group.ref.key}"
         projection = None if not fa.exact and not fa.unrestricted else _LIGHT  # conditions read data
         found: dict[str, Doc] = {}
@@ -163,7 +165,7 @@ class Record360:
                 "deleted": False,
                 path: chunk[0] if len(chunk) == 1 else {"$in": chunk},
             }
-            for doc in self._service.repo.find(predicate, projection=projection, batch_size=1000):
+            for doc in self._core.repo.find(predicate, projection=projection, batch_size=1000):
                 rid = str(doc["_id"])
                 if rid in exclude or rid in found or not fa.allows(doc):
                     continue
@@ -179,18 +181,18 @@ class Record360:
     def _group_json(self, principal: Principal, group: Group, limit: int, ctx: RecordContext, fa: FormAccess) -> Doc:
         form = group.ref.form
         top = group.ids[:limit]
-        by_id = {d["_id"]: d for d in self._service.repo.get_many(top)} if top else {}
+        by_id = {d["_id"]: d for d in self._core.repo.get_many(top)} if top else {}
         docs = [by_id[i] for i in top if i in by_id]
         out: Doc = {
             "form_id": form.id,
             "form_key": form.key,
             "form_name": localised(form.name, principal.locale, form.key),
             "via": group.via,
-            "via_label": crm_schema_label(group.ref.field, principal.locale),
+            "via_label": field_label(group.ref.field, principal.locale),
             "level": group.level,
             "total": len(group.matches),
             "total_capped": group.capped,
-            "items": self._service.render(principal, form, docs, ctx, fa),
+            "items": self._renderer.render(principal, form, docs, ctx, fa),
         }
         if group.through is not None:
             out["through"] = {"form_id": group.through.form.id, "form_key": group.through.form.key}
@@ -242,7 +244,7 @@ class Record360:
     def _titles(
         self, forms_of: Mapping[str, FormSchema], ids: set[str], access_of: Callable[[FormSchema], FormAccess]
     ) -> dict[str, str]:
-        docs = self._service.repo.get_many(sorted(ids)) if ids else []
+        docs = self._core.repo.get_many(sorted(ids)) if ids else []
         return {str(d["_id"]): access_of(forms_of[str(d["_id"])]).title_of(d, str(d["_id"])) for d in docs}
 
     @staticmethod
@@ -257,7 +259,7 @@ class Record360:
         changes = []
         for change in visible_changes(row.get("changes") or [], hidden):
             definition = form.field(str(change.get("field")))
-            changes.append({**change, "label": crm_schema_label(definition, loc) if definition else None})
+            changes.append({**change, "label": field_label(definition, loc) if definition else None})
         verbs = _VERBS.get(loc, _VERBS["zh-CN"])
         verb = verbs.get(action, action)
         summary = f"{verb}{form_name}「{display}」" if loc == "zh-CN" else f"{verb} {form_name} {display}"

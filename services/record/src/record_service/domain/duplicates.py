@@ -16,8 +16,9 @@ from typing import Any
 
 import crm_schema
 from crm_runtime.principal import Principal
-from record_service.domain.service import RecordService, crm_schema_label
-from record_service.extras import messages as msg
+from record_service.domain import errors as rerr
+from record_service.domain.core import RecordCore, field_label
+from record_service.domain.rendering import Renderer
 
 Doc = dict[str, Any]
 DEFAULT_LIMIT = 10
@@ -29,8 +30,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class DuplicateFinder:
     """FindDuplicates."""
 
-    def __init__(self, service: RecordService, *, per_key_cap: int = PER_KEY_CAP) -> None:
-        self._service = service
+    def __init__(self, core: RecordCore, renderer: Renderer, *, per_key_cap: int = PER_KEY_CAP) -> None:
+        self._core = core
+        self._renderer = renderer
         self._cap = per_key_cap
 
     def find(
@@ -40,30 +42,30 @@ class DuplicateFinder:
         loc = principal.locale
         limit = limit or DEFAULT_LIMIT
         if not 1 <= limit <= MAX_LIMIT:
-            raise msg.invalid("limit", "invalid_limit", loc, max=MAX_LIMIT)
-        service = self._service
+            raise rerr.invalid("limit", "invalid_limit", loc, max=MAX_LIMIT)
+        core = self._core
         if record_id:
-            loaded = service.load(principal, record_id)
+            loaded = core.load(principal, record_id)
             form = loaded.form
             if form_ref and form_ref not in (form.id, form.key):
-                raise msg.invalid("form_id", "form_mismatch", loc, form=form_ref)
+                raise rerr.invalid("form_id", "form_mismatch", loc, form=form_ref)
             stored = loaded.doc.get("data") or {}
-            keys = list(loaded.doc.get("dedupe") or service.search_fields(form, stored)["dedupe"])
+            keys = list(loaded.doc.get("dedupe") or core.search_fields(form, stored)["dedupe"])
         else:
             if not form_ref:
-                raise msg.invalid("form_id", "required", loc)
-            form = service.form(principal, form_ref)
+                raise rerr.invalid("form_id", "required", loc)
+            form = core.form(principal, form_ref)
             if not isinstance(data, Mapping):
-                raise msg.invalid("data_json", "not_object", loc)
+                raise rerr.invalid("data_json", "not_object", loc)
             keys = crm_schema.dedupe_keys(list(form.fields), dict(data))
-        ctx = service.context(principal)
-        fa = service.access(principal, form, ctx)
+        ctx = core.context(principal)
+        fa = core.access(principal, form, ctx)
         keys = [k for k in keys if k.partition(":")[0] not in fa.hidden]
         matched: dict[str, list[str]] = {}
         docs: dict[str, Doc] = {}
         for key in keys:
             predicate = {"tenant_id": principal.tenant_id, "form_id": form.id, "deleted": False, "dedupe": key}
-            for doc in service.repo.find(predicate, limit=self._cap + 1):
+            for doc in core.repo.find(predicate, limit=self._cap + 1):
                 rid = str(doc["_id"])
                 if rid == record_id or not fa.allows(doc):
                     continue
@@ -76,7 +78,7 @@ class DuplicateFinder:
         )[:limit]
         if not ranked:
             return []
-        rendered = service.render(principal, form, [docs[rid] for rid in ranked], ctx, fa)
+        rendered = self._renderer.render(principal, form, [docs[rid] for rid in ranked], ctx, fa)
         out = []
         for rid, record in zip(ranked, rendered, strict=True):
             reasons = []
@@ -86,7 +88,7 @@ class DuplicateFinder:
                 reasons.append(
                     {
                         "field": field_key,
-                        "label": crm_schema_label(definition, loc) if definition else field_key,
+                        "label": field_label(definition, loc) if definition else field_key,
                         "value": value,
                     }
                 )

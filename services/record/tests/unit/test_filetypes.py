@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from record_service.extras.sniff import accepts, contradicts, effective_type, normalise_type, sniff
+from record_service.domain.filetypes import accepts, contradicts, effective_type, normalise_type, sniff
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 8

@@ -14,7 +14,7 @@ they are the outbox, so the events go out exactly when the merge commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,12 +22,12 @@ from typing import Any
 import crm_schema
 from crm_runtime.errors import FieldError, ValidationFailed
 from crm_runtime.principal import Principal
-from record_service.domain.forms import FormSchema
+from record_service.domain import errors as rerr
+from record_service.domain.core import Loaded, RecordCore
+from record_service.domain.forms import FormCatalog, FormSchema, Reference, references_to
+from record_service.domain.rendering import Renderer
 from record_service.domain.repository import StaleVersion, Transaction
-from record_service.domain.service import Loaded, RecordService, utc_now
 from record_service.events import ENVELOPE_FIELD, RECORD_DELETED, RECORD_UPDATED
-from record_service.extras import messages as msg
-from record_service.extras.catalog import FormCatalog, Reference, references_to
 
 Doc = dict[str, Any]
 RECORD_MERGED = "record.merged"
@@ -50,17 +50,17 @@ def check_choices(form: FormSchema, choices: Any, locale: str, hidden: frozenset
     if choices is None:
         return {}
     if not isinstance(choices, Mapping):
-        raise msg.invalid("field_choices_json", "not_object", locale)
+        raise rerr.invalid("field_choices_json", "not_object", locale)
     errors: list[FieldError] = []
     for key, side in choices.items():
         where = f"field_choices.{key}"
         definition = form.field(str(key)) if str(key) not in hidden else None
         if definition is None:
-            errors.append(FieldError(where, "unknown_field", msg.message("unknown_field", locale, field=key)))
+            errors.append(FieldError(where, "unknown_field", rerr.message("unknown_field", locale, field=key)))
         elif definition.get("type") in NOT_CHOSEN:
-            errors.append(FieldError(where, "not_mergeable", msg.message("not_mergeable", locale, field=key)))
+            errors.append(FieldError(where, "not_mergeable", rerr.message("not_mergeable", locale, field=key)))
         elif side not in (WINNER, LOSER):
-            errors.append(FieldError(where, "invalid_choice", msg.message("invalid_choice", locale)))
+            errors.append(FieldError(where, "invalid_choice", rerr.message("invalid_choice", locale)))
     if errors:
         raise ValidationFailed(errors)
     return {str(k): str(v) for k, v in choices.items()}
@@ -123,36 +123,34 @@ class Repoint:
 class RecordMerger:
     """MergeRecords."""
 
-    def __init__(
-        self, service: RecordService, catalog: FormCatalog, *, clock: Callable[[], datetime] | None = None
-    ) -> None:
-        self._service = service
+    def __init__(self, core: RecordCore, renderer: Renderer, catalog: FormCatalog) -> None:
+        self._core = core
+        self._renderer = renderer
         self._catalog = catalog
-        self._clock = clock or utc_now
 
     def merge(self, principal: Principal, winner_id: str, loser_id: str, choices: Any) -> Doc:
         """Merge and return the winner as GetRecord renders it."""
         loc = principal.locale
-        service = self._service
+        core = self._core
         if not winner_id:
-            raise msg.invalid("winner_id", "required", loc)
+            raise rerr.invalid("winner_id", "required", loc)
         if not loser_id:
-            raise msg.invalid("loser_id", "required", loc)
+            raise rerr.invalid("loser_id", "required", loc)
         if winner_id == loser_id:
-            raise msg.invalid("loser_id", "same_record", loc)
-        win = service.load(principal, winner_id)
-        lose = service.load(principal, loser_id)
+            raise rerr.invalid("loser_id", "same_record", loc)
+        win = core.load(principal, winner_id)
+        lose = core.load(principal, loser_id)
         if win.doc.get("form_id") != lose.doc.get("form_id"):
-            raise msg.invalid("loser_id", "different_forms", loc)
+            raise rerr.invalid("loser_id", "different_forms", loc)
         form = win.form
         # the winner is changed (edit), the loser goes to the recycle bin (delete)
-        service.require(principal, form, "edit", "delete")
-        win = service.load(principal, winner_id, edit=True)
-        service.require_on(principal, lose, "delete", shown="merge")
+        core.require(principal, form, "edit", "delete")
+        win = core.load(principal, winner_id, edit=True)
+        core.require_on(principal, lose, "delete", shown="merge")
         hidden = win.access.hidden if win.access is not None else frozenset()
         chosen = check_choices(form, choices, loc, hidden)
-        now = self._clock()
-        ctx = service.context(principal, now)
+        now = core.clock()
+        ctx = core.context(principal, now)
         masked = ctx.with_role("")
         w_data: Doc = dict(win.doc.get("data") or {})
         l_data: Doc = dict(lose.doc.get("data") or {})
@@ -163,7 +161,7 @@ class RecordMerger:
         for key, side in chosen.items():
             definition = form.field(key) or {}
             if side == LOSER and definition.get("required") and is_empty(merged.get(key)):
-                raise msg.invalid(f"field_choices.{key}", "required", loc)
+                raise rerr.invalid(f"field_choices.{key}", "required", loc)
 
         tenant = principal.tenant_id
         w_version, l_version = int(win.doc.get("version") or 0), int(lose.doc.get("version") or 0)
@@ -180,7 +178,7 @@ class RecordMerger:
         repoints = self._repoints(principal, form, winner_id, loser_id)
 
         winner_set: Doc = {f"data.{k}": v for k, v in changed.items()}
-        winner_set.update(service.search_fields(form, merged))
+        winner_set.update(core.search_fields(form, merged))
         winner_set.update(
             {
                 "version": w_version + 1,
@@ -199,9 +197,9 @@ class RecordMerger:
             "updated_at": now,
             "updated_by": principal.user_id,
         }
-        loser_keys = [k for k, _ in service.unique_claims(form, tenant, loser_id, l_data)]
-        old_claims = dict(service.unique_claims(form, tenant, winner_id, w_data))
-        new_claims = dict(service.unique_claims(form, tenant, winner_id, merged))
+        loser_keys = [k for k, _ in core.unique_claims(form, tenant, loser_id, l_data)]
+        old_claims = dict(core.unique_claims(form, tenant, winner_id, w_data))
+        new_claims = dict(core.unique_claims(form, tenant, winner_id, merged))
         release = [k for k in old_claims if k not in new_claims]
         claim = [(k, winner_id) for k in new_claims if k not in old_claims]
 
@@ -224,7 +222,7 @@ class RecordMerger:
             set_fields.update({"version": version + 1, "updated_by": principal.user_id, "updated_at": now})
             updates.append((str(rp.doc["_id"]), version, set_fields))
             entries.append(
-                service.history_entry(
+                core.history_entry(
                     RECORD_UPDATED,
                     principal,
                     {**rp.doc, "version": version + 1},
@@ -253,10 +251,10 @@ class RecordMerger:
             tx.insert_history(entries)
 
         try:
-            service.write(txn, principal, form)
+            core.write(txn, principal, form)
         except StaleVersion:
-            raise msg.merge_conflict("merge_changed", loc) from None
-        return service.render_one(principal, Loaded(winner_after, form), ctx)
+            raise rerr.merge_conflict("merge_changed", loc) from None
+        return self._renderer.render_one(principal, Loaded(winner_after, form), ctx)
 
     @staticmethod
     def _out(form: FormSchema, key: str, value: Any, ctx: Any) -> Any:
@@ -268,7 +266,7 @@ class RecordMerger:
     def _repoints(self, principal: Principal, form: FormSchema, winner_id: str, loser_id: str) -> list[Repoint]:
         """Every record of the tenant (live or in the recycle bin) with a relation naming the loser."""
         found: dict[str, Repoint] = {}
-        repo = self._service.repo
+        repo = self._core.repo
         for ref in references_to(self._catalog.published_forms(principal), form):
             repo.ensure_form_indexes(ref.form)
             for deleted in (False, True):
@@ -288,7 +286,7 @@ class RecordMerger:
     def _merged_entry(
         self, principal: Principal, after: Doc, at: datetime, changes: list[Doc], loser_id: str, repointed: int
     ) -> Doc:
-        entry = self._service.history_entry(
+        entry = self._core.history_entry(
             RECORD_UPDATED,
             principal,
             after,
@@ -308,7 +306,7 @@ class RecordMerger:
         return entry
 
     def _loser_entry(self, principal: Principal, after: Doc, at: datetime, winner_id: str) -> Doc:
-        entry = self._service.history_entry(
+        entry = self._core.history_entry(
             RECORD_DELETED,
             principal,
             after,

@@ -1,0 +1,358 @@
+"""The record use cases over in-memory fakes of their ports (tests/unit/fakes.py), wired as server.py wires them.
+
+Create (validation named by field, unique values, auto numbers), update with
+optimistic concurrency, delete and restore, bulk create all or nothing, and the
+history every write leaves — in milliseconds, without a store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from crm_runtime.errors import Conflict, NotFound, ValidationFailed
+from crm_runtime.principal import Principal
+from record_service.api.servicer import UseCases
+from record_service.domain.forms import FormSchema, SourceCatalog, StaticFormSource
+from record_service.events import BATCH_ENTRY, ENVELOPE_FIELD
+from record_service.server import build_use_cases
+from record_service.store.planner import StoreQueries
+from services.record.tests.unit.fakes import (
+    FakeCipher,
+    FakeFileStore,
+    FakeHistoryReader,
+    FakeRecordRepository,
+    matches,
+)
+
+TENANT = "t1"
+FIELDS: tuple[dict[str, Any], ...] = (
+    {
+        "key": "customer_name",
+        "type": "text",
+        "label": {"zh-CN": "客户名称", "en": "Customer name"},
+        "required": True,
+        "unique": True,
+        "filterable": True,
+    },
+    {
+        "key": "level",
+        "type": "select",
+        "label": {"zh-CN": "客户分级", "en": "Level"},
+        "options": [{"value": v, "label": {"zh-CN": v, "en": v}} for v in ("A", "B", "C")],
+    },
+    {"key": "amount", "type": "money", "label": {"zh-CN": "金额", "en": "Amount"}},
+    {"key": "code", "type": "auto_number", "label": {"zh-CN": "编号", "en": "Code"}, "pattern": "KH-{0000}"},
+)
+CUSTOMER = FormSchema("form-customer", "customer", TENANT, 1, "customer_name", FIELDS)
+ADMIN = Principal(tenant_id=TENANT, user_id="u-admin", role="admin", department_id="d-1", locale="en")
+
+
+class Clock:
+    """A clock that moves one second a call (history entries get distinct times)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture()
+def repo() -> FakeRecordRepository:
+    return FakeRecordRepository()
+
+
+def wire(repo: FakeRecordRepository, *, bulk_chunk: int | None = None) -> UseCases:
+    forms = StaticFormSource([CUSTOMER])
+    ids = count(1)
+    return build_use_cases(
+        repo,
+        forms,
+        FakeCipher(),
+        queries=StoreQueries(repo),
+        catalog=SourceCatalog(forms),
+        history=FakeHistoryReader(repo),
+        files=FakeFileStore(),
+        tz=ZoneInfo("Asia/Shanghai"),
+        clock=Clock(),
+        new_id=lambda: f"{next(ids):024x}",
+        bulk_chunk=bulk_chunk,
+    )
+
+
+@pytest.fixture()
+def uc(repo: FakeRecordRepository) -> UseCases:
+    return wire(repo)
+
+
+def field_errors(exc: ValidationFailed) -> dict[str, str]:
+    return {e.field: e.rule for e in exc.errors}
+
+
+# ---------------------------------------------------------------- create
+
+
+def test_create_stores_the_record_its_claim_its_number_and_one_history_entry_in_one_transaction(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "A", "amount": "12.50"})
+
+    assert record["version"] == 1 and record["owner_id"] == "u-admin" and record["department_id"] == "d-1"
+    assert record["data"]["customer_name"] == "华信恒通" and record["data"]["code"] == "KH-0001"
+    stored = repo.records[record["id"]]
+    assert stored["data"]["amount"] == 1250  # money is stored as integer fen
+    assert stored["acl"] and stored["kw"] and stored["seq"] == 1
+    assert list(repo.uniques.values()) == [record["id"]]
+    assert repo.transactions == 1
+    [entry] = repo.history.values()
+    assert entry["action"] == "created" and entry["record_id"] == record["id"]
+    assert entry[ENVELOPE_FIELD]["type"] == "record.created"
+    assert {c["field"] for c in entry["changes"]} == {"customer_name", "level", "amount", "code"}
+
+    second = uc.records.create(ADMIN, "customer", {"customer_name": "北京远景"})
+    assert second["data"]["code"] == "KH-0002"
+
+
+def test_create_names_each_invalid_field(uc: UseCases, repo: FakeRecordRepository) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.create(ADMIN, "customer", {"level": "Z", "amount": "lots", "colour": "red"})
+
+    errors = field_errors(exc.value)
+    assert errors["customer_name"] == "required"
+    assert {"level", "amount", "colour"} <= set(errors)
+    assert errors["colour"] == "unknown_field"
+    assert not repo.records and not repo.history and not repo.uniques
+
+
+def test_create_refuses_a_taken_unique_value_naming_the_holder_and_rolls_the_number_back(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    first = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+
+    with pytest.raises(Conflict) as exc:
+        uc.records.create(ADMIN, "customer", {"customer_name": " 华信恒通 "})
+
+    problem = exc.value.to_problem()
+    assert problem["reason"] == "unique_conflict" and problem["field"] == "customer_name"
+    assert problem["existing_record"]["id"] == first["id"]
+    assert len(repo.records) == 1 and len(repo.history) == 1
+    # the auto number was taken inside the aborted transaction: the next record gets the next one
+    assert uc.records.create(ADMIN, "customer", {"customer_name": "北京远景"})["data"]["code"] == "KH-0002"
+
+
+def test_a_record_of_another_tenant_does_not_exist(uc: UseCases) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+    stranger = Principal(tenant_id="t2", user_id="u-admin", role="admin", locale="en")
+
+    with pytest.raises(NotFound):
+        uc.records.get(stranger, record["id"])
+    assert uc.records.get(ADMIN, record["id"])["data"]["customer_name"] == "华信恒通"
+
+
+# ---------------------------------------------------------------- update
+
+
+def test_update_needs_the_version_it_read(uc: UseCases, repo: FakeRecordRepository) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "A"})
+
+    updated = uc.records.update(ADMIN, record["id"], {"level": "B"}, expected_version=1)
+    assert updated["version"] == 2 and updated["data"]["level"] == "B"
+
+    with pytest.raises(Conflict) as exc:
+        uc.records.update(ADMIN, record["id"], {"level": "C"}, expected_version=1)
+    assert exc.value.extra["reason"] == "version_conflict"
+    assert exc.value.extra["current_version"] == 2 and exc.value.extra["expected_version"] == 1
+    assert repo.records[record["id"]]["data"]["level"] == "B"
+
+    with pytest.raises(ValidationFailed) as missing:
+        uc.records.update(ADMIN, record["id"], {"level": "C"}, expected_version=0)
+    assert field_errors(missing.value) == {"expected_version": "required"}
+
+
+def test_a_change_committed_between_read_and_write_is_a_version_conflict(
+    uc: UseCases, repo: FakeRecordRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "A"})
+    commit = repo.transaction
+
+    def someone_else_first(fn: Any) -> Any:
+        repo.records[record["id"]]["version"] = 7  # another writer committed after our read
+        return commit(fn)
+
+    monkeypatch.setattr(repo, "transaction", someone_else_first)
+    with pytest.raises(Conflict) as exc:
+        uc.records.update(ADMIN, record["id"], {"level": "B"}, expected_version=1)
+    assert exc.value.extra["current_version"] == 7
+    assert repo.records[record["id"]]["data"]["level"] == "A"
+    assert [e["action"] for e in repo.history.values()] == ["created"]
+
+
+def test_update_moves_the_unique_claim(uc: UseCases, repo: FakeRecordRepository) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+    uc.records.update(ADMIN, record["id"], {"customer_name": "华信科技"}, expected_version=1)
+
+    assert len(repo.uniques) == 1
+    # the old name is free again
+    assert uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})["version"] == 1
+
+
+# ---------------------------------------------------------------- delete and restore
+
+
+def test_delete_frees_the_unique_value_and_restore_needs_it_back(uc: UseCases, repo: FakeRecordRepository) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+
+    deleted = uc.records.delete(ADMIN, record["id"])
+    assert deleted["deleted"] is True and deleted["version"] == 2
+    with pytest.raises(NotFound):
+        uc.records.get(ADMIN, record["id"])
+    taker = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+
+    with pytest.raises(Conflict) as exc:
+        uc.records.restore(ADMIN, record["id"])
+    assert exc.value.extra["reason"] == "unique_conflict"
+    assert repo.records[record["id"]]["deleted"] is True
+
+    uc.records.delete(ADMIN, taker["id"])
+    restored = uc.records.restore(ADMIN, record["id"])
+    assert restored["deleted"] is False and restored["version"] == 3
+    assert uc.records.get(ADMIN, record["id"])["id"] == record["id"]
+    actions = [e["action"] for e in repo.history.values() if e["record_id"] == record["id"]]
+    assert actions == ["created", "deleted", "restored"]
+
+
+def test_delete_with_a_stale_version_changes_nothing(uc: UseCases, repo: FakeRecordRepository) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+    uc.records.update(ADMIN, record["id"], {"level": "B"}, expected_version=1)
+
+    with pytest.raises(Conflict):
+        uc.records.delete(ADMIN, record["id"], expected_version=1)
+    assert repo.records[record["id"]]["deleted"] is False
+
+
+# ---------------------------------------------------------------- bulk create
+
+
+def test_bulk_create_writes_every_row_or_none(uc: UseCases, repo: FakeRecordRepository) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        uc.bulk.create(ADMIN, "customer", [{"customer_name": "甲"}, {"level": "A"}, {"customer_name": "丙"}])
+    assert field_errors(exc.value) == {"rows[1].customer_name": "required"}
+    assert not repo.records and not repo.history
+
+    with pytest.raises(Conflict) as dup:
+        uc.bulk.create(ADMIN, "customer", [{"customer_name": "甲"}, {"customer_name": "乙"}, {"customer_name": "甲"}])
+    assert dup.value.extra["reason"] == "unique_in_batch"
+    assert dup.value.extra["errors"][0]["field"] == "rows[2].customer_name"
+    assert not repo.records
+
+    ids = uc.bulk.create(ADMIN, "customer", [{"customer_name": "甲"}, {"customer_name": "乙"}])
+    assert [repo.records[i]["data"]["code"] for i in ids] == ["KH-0001", "KH-0002"]
+    # one batch entry for both records, released to the relay once written
+    [entry] = repo.history.values()
+    assert entry["record_id"] == ids and entry["published"] is False
+
+
+def test_bulk_create_refuses_a_value_held_in_the_store_and_gives_the_numbers_back(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    held = uc.records.create(ADMIN, "customer", {"customer_name": "乙"})
+
+    with pytest.raises(Conflict) as exc:
+        uc.bulk.create(ADMIN, "customer", [{"customer_name": "甲"}, {"customer_name": "乙"}])
+    assert exc.value.extra["field"] == "rows[1].customer_name"
+    assert exc.value.extra["existing_record"]["id"] == held["id"]
+    assert set(repo.records) == {held["id"]} and len(repo.uniques) == 1
+    assert uc.records.create(ADMIN, "customer", {"customer_name": "丁"})["data"]["code"] == "KH-0002"
+
+
+def test_a_bulk_failing_after_a_committed_chunk_is_compensated(repo: FakeRecordRepository) -> None:
+    uc = wire(repo, bulk_chunk=BATCH_ENTRY)
+    rows = [{"customer_name": f"客户{i:04d}"} for i in range(BATCH_ENTRY * 2 + 50)]
+    repo.fail_on_insert = 2  # the second chunk's transaction fails, after the first committed
+
+    with pytest.raises(RuntimeError):
+        uc.bulk.create(ADMIN, "customer", rows)
+
+    assert not repo.records and not repo.history and not repo.uniques
+    assert uc.records.create(ADMIN, "customer", {"customer_name": "甲"})["data"]["code"] == "KH-0001"
+
+    repo.fail_on_insert = None
+    ids = uc.bulk.create(ADMIN, "customer", rows)
+    assert len(ids) == len(rows) == sum(1 for d in repo.records.values() if d["_id"] in set(ids))
+    assert len([e for e in repo.history.values() if isinstance(e["record_id"], list)]) == 3
+    assert all(e["published"] is False for e in repo.history.values())
+
+
+def test_bulk_create_checks_the_batch_shape(uc: UseCases) -> None:
+    for rows, rule in (({"customer_name": "甲"}, "not_array"), ([], "empty_batch")):
+        with pytest.raises(ValidationFailed) as exc:
+            uc.bulk.create(ADMIN, "customer", rows)
+        assert field_errors(exc.value) == {"records_json": rule}
+
+
+# ---------------------------------------------------------------- listing
+
+
+def test_list_pages_newest_first_and_counts_a_filter(uc: UseCases) -> None:
+    ids = [uc.records.create(ADMIN, "customer", {"customer_name": n, "level": lv})["id"] for n, lv in
+           (("甲", "A"), ("乙", "B"), ("丙", "A"))]  # fmt: skip
+
+    page = uc.listing.list_records(ADMIN, "customer", page_size=2)
+    assert [r["id"] for r in page.records] == [ids[2], ids[1]] and page.next_cursor and page.total == 3
+    rest = uc.listing.list_records(ADMIN, "customer", page_size=2, cursor=page.next_cursor)
+    assert [r["id"] for r in rest.records] == [ids[0]] and rest.next_cursor == ""
+
+    level_a = uc.listing.list_records(ADMIN, "customer", tree={"field": "level", "op": "eq", "value": "A"})
+    assert [r["id"] for r in level_a.records] == [ids[2], ids[0]] and level_a.total == 2
+    with pytest.raises(ValidationFailed) as exc:
+        uc.listing.list_records(ADMIN, "customer", tree={"field": "colour", "op": "eq", "value": "red"})
+    assert list(field_errors(exc.value).values()) == ["unknown_field"]
+
+
+# ---------------------------------------------------------------- history
+
+
+def test_history_lists_each_write_newest_first_with_labels_and_pages(uc: UseCases) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "A"})
+    uc.records.update(ADMIN, record["id"], {"level": "B"}, expected_version=1)
+    uc.records.delete(ADMIN, record["id"])
+
+    entries, cursor = uc.history.page(ADMIN, record["id"])
+    assert [e["action"] for e in entries] == ["deleted", "updated", "created"] and cursor == ""
+    update = entries[1]
+    assert update["event_type"] == "record.updated" and update["actor"] == "u-admin"
+    assert update["changes"] == [{"field": "level", "old": "A", "new": "B", "label": "Level"}]
+
+    first, cursor = uc.history.page(ADMIN, record["id"], page_size=2)
+    assert [e["action"] for e in first] == ["deleted", "updated"] and cursor
+    rest, cursor = uc.history.page(ADMIN, record["id"], cursor=cursor, page_size=2)
+    assert [e["action"] for e in rest] == ["created"] and cursor == ""
+
+    with pytest.raises(ValidationFailed) as exc:
+        uc.history.page(ADMIN, record["id"], cursor="not-a-cursor")
+    assert field_errors(exc.value) == {"cursor": "invalid_cursor"}
+
+
+def test_history_of_a_bulk_created_record_is_its_own_entry(uc: UseCases) -> None:
+    ids = uc.bulk.create(ADMIN, "customer", [{"customer_name": "甲"}, {"customer_name": "乙"}])
+
+    entries, _ = uc.history.page(ADMIN, ids[1])
+    assert [(e["record_id"], e["action"]) for e in entries] == [(ids[1], "created")]
+    assert {c["field"]: c["new"] for c in entries[0]["changes"]}["customer_name"] == "乙"
+
+
+# ---------------------------------------------------------------- the fake answers like the store
+
+
+def test_the_fake_store_matches_predicates_as_mongodb_does() -> None:
+    doc = {"_id": "r1", "kw": ["华信", "信恒"], "data": {"n": 5, "when": "2026-01-02"}, "deleted": False}
+    assert matches(doc, {"kw": "华信", "data.n": {"$gte": 5, "$lt": 6}})
+    assert matches(doc, {"kw": {"$in": ["x", "信恒"]}, "data.missing": None})
+    assert not matches(doc, {"data.n": {"$gt": "4"}})  # another type never compares
+    assert not matches(doc, {"deleted": 0})  # a bool is not a number
