@@ -639,6 +639,80 @@ def bench_reads(wl: Workload, reps: int, report: Report, at: str) -> None:
     )
 
 
+# ---------------------------------------------------------------- store operations per request
+
+OP_KINDS = ("insert", "query", "update", "delete", "getmore", "command")
+
+
+def op_counts(platform: Platform) -> dict[str, int]:
+    """Operations each store process has served so far (serverStatus opcounters, all kinds summed)."""
+    counts: dict[str, int] = {}
+    for name, store in (getattr(platform, "stores", None) or {"record": platform.store}).items():
+        with MongoClient(store.url, serverSelectionTimeoutMS=5000) as client:
+            ops = client.admin.command("serverStatus")["opcounters"]
+        counts[name] = sum(int(ops.get(k, 0)) for k in OP_KINDS)
+    return counts
+
+
+def bench_store_ops(wl: Workload, n: int = 20) -> None:
+    """Store operations per request type, per store (the issue: "count the store operations per request type").
+
+    Each request type runs n times; the background work (relays polling the outbox, driver heartbeats,
+    the counting itself) is measured over an idle spell and subtracted in proportion to the time taken.
+    """
+    api, path = wl.api, _list_path(wl)
+    api.login()
+    first = api.get(path, {"page_size": 50, "count": "none"})["items"]
+    record_id = first[0]["id"]
+    version = {"v": int(first[0]["version"])}
+    number = iter(range(40_000_000, 41_000_000))
+
+    def update() -> None:
+        row = customer_rows(next(number), 1, 3)[0]
+        body = api.request(
+            "PATCH", f"/records/{record_id}", json={"data": {"status": row["status"]}, "version": version["v"]}
+        ).json()
+        version["v"] = int(body["version"])
+
+    kinds: list[tuple[str, Callable[[], Any]]] = [
+        ("auth only (GET /me)", lambda: api.get("/me")),
+        ("default list (capped count)", lambda: api.get(path, {"page_size": 50})),
+        ("default list, count=none", lambda: api.get(path, {"page_size": 50, "count": "none"})),
+        (
+            "filter + sort by date",
+            lambda: api.get(
+                path, {"filter": level_filter(LEVELS[0]), "sort": "-signed_on", "page_size": 50, "count": "none"}
+            ),
+        ),
+        ("keyword 华信", lambda: api.get(path, {"q": KEYWORDS[0], "page_size": 50, "count": "none"})),
+        ("one record", lambda: api.get(f"/records/{record_id}")),
+        ("360° view", lambda: api.get(f"/records/{record_id}/360")),
+        ("single create", lambda: api.post(path, {"data": customer_rows(next(number), 1, 3)[0]})),
+        ("update", update),
+    ]
+    before = op_counts(wl.platform)
+    start = time.monotonic()
+    time.sleep(2.0)
+    idle = {k: (v - before[k]) / (time.monotonic() - start) for k, v in op_counts(wl.platform).items()}
+    stores = list(idle)
+    print(
+        f"\nstore operations per request ({n} of each; background of "
+        + ", ".join(f"{k} {v:.1f}/s" for k, v in idle.items())
+        + " subtracted)"
+    )
+    print(f"   {'request':32s}" + "".join(f"{s:>10s}" for s in stores))
+    for label, call in kinds:
+        call()  # warm: caches, channels
+        before = op_counts(wl.platform)
+        start = time.monotonic()
+        for _ in range(n):
+            call()
+        took = time.monotonic() - start
+        after = op_counts(wl.platform)
+        per = {k: max(0.0, (after[k] - before[k] - idle[k] * took) / n) for k in stores}
+        print(f"   {label:32s}" + "".join(f"{per[s]:>10.1f}" for s in stores), flush=True)
+
+
 # ---------------------------------------------------------------- create figures
 
 
@@ -1011,6 +1085,7 @@ def main() -> int:
             if point == checkpoints[-1]:
                 report_bulk(wl, stats, report)
             bench_reads(wl, args.reps, report, f"@{point:,}")
+        bench_store_ops(wl)
         bench_creates(wl, args.creates, args.seed, report)
         print_memory(platform, "after the figures")
         if args.access:
