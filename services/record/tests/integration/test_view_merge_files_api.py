@@ -483,7 +483,7 @@ def test_record_attachment_fields_validate_ids_against_the_store(crm: Crm) -> No
     assert problem["errors"][0]["rule"] == "file_type"
 
 
-# ---------------------------------------------------------------- access control of the 360° view, duplicates, merge and attachments
+# ---------------------------------------------------------------- access control (360° view, duplicates, merge, files)
 
 
 def custom_policy(forms: dict[str, Any]) -> Any:

@@ -102,6 +102,11 @@ class RecordRepository(Protocol):
         """The highest order number handed out for the form (0 when none)."""
         ...
 
+    def tally(self, tenant_id: str, form_id: str, deleted: bool) -> int | None:
+        """The exact number of the form's live (deleted=False) or deleted records, kept as they are written;
+        None when the store cannot tell without counting."""
+        ...
+
     def value_bounds(self, tenant_id: str, form_id: str, key: str) -> tuple[Any, Any] | None:
         """The (lowest, highest) stored value a form field has had, as far as writes reported; None when unknown."""
         ...

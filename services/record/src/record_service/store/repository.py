@@ -66,6 +66,29 @@ def store_predicate(predicate: Doc) -> Doc:
     return out
 
 
+TALLY_SHARDS = 32  # a form's count is spread over this many counter documents: concurrent writes rarely meet
+TALLY_PROJECTION = {"_id": 1, "tenant_id": 1, "form_id": 1, "deleted": 1, "kp": 1}
+
+
+def tally_key(tenant_id: str, form_id: str, deleted: bool, shard: int) -> str:
+    """_id of one shard of a form's record count (live or in the recycle bin) in `counters`."""
+    return f"tally|{tenant_id}|{form_id}|{int(bool(deleted))}|{shard:02d}"
+
+
+def tally_deltas(docs: Sequence[Doc], sign: int) -> dict[str, int]:
+    """{tally shard key: change} for records entering (sign 1) or leaving (sign -1) their form's count."""
+    out: dict[str, int] = {}
+    for doc in docs:
+        key = tally_key(
+            str(doc["tenant_id"]),
+            str(doc["form_id"]),
+            bool(doc.get("deleted")),
+            int(doc.get("kp") or 0) % TALLY_SHARDS,
+        )
+        out[key] = out.get(key, 0) + sign
+    return out
+
+
 def bounds_key(tenant_id: str, form_id: str, key: str) -> str:
     """_id of a form field's value bounds in `counters`."""
     return f"bounds|{tenant_id}|{form_id}|{key}"
@@ -77,6 +100,11 @@ class MongoTransaction:
     def __init__(self, repo: MongoRecordRepository, session: ClientSession) -> None:
         self._r = repo
         self._s = session
+
+    @property
+    def session(self) -> ClientSession:
+        """The transaction's session (for the repository's own multi-step writes)."""
+        return self._s
 
     def next_sequence(self, key: str, count: int = 1) -> int:
         """$inc a counter inside the transaction (rolled back with it: gap-free)."""
@@ -123,21 +151,43 @@ class MongoTransaction:
                 self._r.uniques.delete_many({"_id": {"$in": held}}, session=self._s)
 
     def insert_records(self, docs: Sequence[Doc]) -> None:
-        """insert_one for one, insert_many in chunks for many."""
+        """insert_one for one, insert_many in chunks for many; the forms' counts move with them."""
         if len(docs) == 1:
             self._r.records.insert_one(docs[0], session=self._s)
-            return
-        for start in range(0, len(docs), INSERT_CHUNK):
-            self._r.records.insert_many(list(docs[start : start + INSERT_CHUNK]), ordered=False, session=self._s)
+        else:
+            for start in range(0, len(docs), INSERT_CHUNK):
+                self._r.records.insert_many(list(docs[start : start + INSERT_CHUNK]), ordered=False, session=self._s)
+        self.tally(tally_deltas(docs, 1))
 
     def update_record(self, record_id: str, expected_version: int, set_fields: Doc, unset: Sequence[str] = ()) -> None:
-        """Conditional update through the (_id, version) index; StaleVersion when the version moved."""
+        """Conditional update through the (_id, version) index; StaleVersion when the version moved.
+
+        A change of `deleted` (delete, restore, merge) also moves the record between its form's counts:
+        the update then returns the record's state before it, in the same round trip.
+        """
         update: Doc = {"$set": set_fields}
         if unset:
             update["$unset"] = {k: "" for k in unset}
-        result = self._r.records.update_one({"_id": record_id, "version": expected_version}, update, session=self._s)
-        if result.matched_count != 1:
+        where = {"_id": record_id, "version": expected_version}
+        if "deleted" not in set_fields:
+            result = self._r.records.update_one(where, update, session=self._s)
+            if result.matched_count != 1:
+                raise StaleVersion(record_id)
+            return
+        before = self._r.records.find_one_and_update(where, update, projection=TALLY_PROJECTION, session=self._s)
+        if before is None:
             raise StaleVersion(record_id)
+        if bool(before.get("deleted")) != bool(set_fields["deleted"]):
+            moved = tally_deltas([before], -1)
+            for key, delta in tally_deltas([{**before, "deleted": set_fields["deleted"]}], 1).items():
+                moved[key] = moved.get(key, 0) + delta
+            self.tally(moved)
+
+    def tally(self, deltas: dict[str, int]) -> None:
+        """$inc the count shards (one round trip)."""
+        ops = [UpdateOne({"_id": key}, {"$inc": {"n": delta}}, upsert=True) for key, delta in deltas.items() if delta]
+        if ops:
+            self._r.counters.bulk_write(ops, ordered=False, session=self._s)
 
     def insert_history(self, docs: Sequence[Doc]) -> None:
         """History/outbox entries."""
@@ -172,6 +222,9 @@ class MongoRecordRepository:
         backfilled = self.backfill_order()
         if backfilled:
             log.info("record_order_backfilled", records=backfilled)
+        counted = self.backfill_tallies()
+        if counted:
+            log.info("record_counts_backfilled", forms=counted)
 
     def backfill_keyword_partitions(self) -> int:
         """Give `kp` to records stored before keyword partitions existed; once per database.
@@ -264,21 +317,85 @@ class MongoRecordRepository:
         return out
 
     def discard(self, record_ids: Sequence[str], history_ids: Sequence[str], unique_keys: Sequence[str]) -> None:
-        """Delete by _id (chunked) what committed chunks of a failed bulk wrote."""
-        for collection, ids in ((self.history, history_ids), (self.uniques, unique_keys), (self.records, record_ids)):
+        """Delete by _id (chunked) what committed chunks of a failed bulk wrote; the records in transactions
+        that also take them out of their forms' counts."""
+        for collection, ids in ((self.history, history_ids), (self.uniques, unique_keys)):
             for start in range(0, len(ids), IN_CHUNK):
                 collection.delete_many({"_id": {"$in": list(ids[start : start + IN_CHUNK])}})
+        for start in range(0, len(record_ids), IN_CHUNK):
+            chunk = list(record_ids[start : start + IN_CHUNK])
 
-    def reserve_order(self, tenant_id: str, form_id: str, count: int = 1) -> int:
-        """One atomic $inc of the form's order counter, outside any transaction (never a write conflict)."""
-        doc = self.counters.find_one_and_update(
-            {"_id": order_key(tenant_id, form_id)},
-            {"$inc": {"seq": count}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert doc is not None  # an upsert returning the document after always returns one
-        return int(doc["seq"])
+            def txn(tx: MongoTransaction, chunk: list[str] = chunk) -> None:
+                gone = list(self.records.find({"_id": {"$in": chunk}}, TALLY_PROJECTION, session=tx.session))
+                self.records.delete_many({"_id": {"$in": chunk}}, session=tx.session)
+                tx.tally(tally_deltas(gone, -1))
+
+            self.transaction(txn)
+
+    def tally(self, tenant_id: str, form_id: str, deleted: bool) -> int | None:
+        """The form's count of live (or deleted) records from its count shards; None until they are exact.
+
+        Shards are exact from the form's first record on (`reserve_order` marks a new order counter
+        `tallied`); forms older than counting are counted once by `backfill_tallies`.
+        """
+        keys = [order_key(tenant_id, form_id)] + [
+            tally_key(tenant_id, form_id, deleted, shard) for shard in range(TALLY_SHARDS)
+        ]
+        docs = {d["_id"]: d for d in self.counters.find({"_id": {"$in": keys}})}
+        order = docs.get(keys[0])
+        if order is not None and not order.get("tallied"):
+            return None
+        return sum(int(docs[k].get("n", 0)) for k in keys[1:] if k in docs)
+
+    def backfill_tallies(self) -> int:
+        """Count, once, the records of forms stored before counts were kept; returns the forms counted.
+
+        Per form in one transaction: the counts read and every shard written in the same snapshot, so a
+        create committing meanwhile conflicts with it (and is retried) instead of being lost or counted twice.
+        """
+        done = 0
+        for order in list(self.counters.find({"_id": {"$regex": "^order\\|"}, "tallied": {"$ne": True}})):
+            _, tenant_id, form_id = str(order["_id"]).split("|", 2)
+
+            def txn(tx: MongoTransaction, tenant_id: str = tenant_id, form_id: str = form_id) -> None:
+                for deleted in (False, True):
+                    where = {"tenant_id": tenant_id, "form_id": form_id, "deleted": deleted}
+                    n = self.records.count_documents(where, session=tx.session)
+                    for shard in range(TALLY_SHARDS):
+                        self.counters.update_one(
+                            {"_id": tally_key(tenant_id, form_id, deleted, shard)},
+                            {"$set": {"n": n if shard == 0 else 0}},
+                            upsert=True,
+                            session=tx.session,
+                        )
+                self.counters.update_one(
+                    {"_id": order_key(tenant_id, form_id)}, {"$set": {"tallied": True}}, session=tx.session
+                )
+
+            self.transaction(txn)
+            done += 1
+        return done
+
+    def reserve_order(self, tenant_id: str, form_id: str, count: int = 1, *, counted: bool = True) -> int:
+        """One atomic $inc of the form's order counter, outside any transaction (never a write conflict).
+
+        A new counter is the form's first record: its counts are exact from here on (`tallied`), unless
+        `counted` is False (the order backfill of records stored before counts were kept).
+        Two first creates racing the upsert: the loser's insert clashes on _id and is retried as an $inc.
+        """
+        update: Doc = {"$inc": {"seq": count}}
+        if counted:
+            update["$setOnInsert"] = {"tallied": True}
+        for _attempt in range(3):
+            try:
+                doc = self.counters.find_one_and_update(
+                    {"_id": order_key(tenant_id, form_id)}, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["seq"])
+        raise RuntimeError(f"order counter of {tenant_id}/{form_id} could not be reserved")
 
     def last_order(self, tenant_id: str, form_id: str) -> int:
         """The counter's value by _id."""
@@ -304,7 +421,7 @@ class MongoRecordRepository:
         updated = 0
         for (tenant_id, form_id), rows in groups.items():
             rows.sort()
-            last = self.reserve_order(tenant_id, form_id, len(rows))
+            last = self.reserve_order(tenant_id, form_id, len(rows), counted=False)
             first = last - len(rows) + 1
             batch = [UpdateOne({"_id": rid}, {"$set": {"seq": first + i}}) for i, (_at, rid) in enumerate(rows)]
             for start in range(0, len(batch), INSERT_CHUNK):
