@@ -255,9 +255,12 @@ class FakeRecordRepository:
     def last_order(self, tenant_id: str, form_id: str) -> int:
         return self._state.counters.get(f"order|{tenant_id}|{form_id}", 0)
 
-    def tally(self, tenant_id: str, form_id: str, deleted: bool) -> int | None:
+    def tally(self, tenant_id: str, form_id: str, deleted: bool, facets: Sequence[str] = ()) -> int | None:
         where = {"tenant_id": tenant_id, "form_id": form_id, "deleted": deleted}
-        return sum(1 for d in self._state.records.values() if matches(d, where))
+        rows = [d for d in self._state.records.values() if matches(d, where)]
+        if facets:
+            rows = [d for d in rows if set(d.get("facets") or []) & set(facets)]
+        return len(rows)
 
     def value_bounds(self, tenant_id: str, form_id: str, key: str) -> tuple[Any, Any] | None:
         return self.bounds.get((tenant_id, form_id, key))

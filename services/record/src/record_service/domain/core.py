@@ -40,7 +40,7 @@ from record_service.domain.context import RecordContext
 from record_service.domain.directory import Directory, EmptyDirectory
 from record_service.domain.files import attachment_ids
 from record_service.domain.forms import FormSchema, FormSource
-from record_service.domain.query import keyword_partition, normalise_text
+from record_service.domain.query import facets_of, keyword_partition, normalise_text
 from record_service.domain.repository import (
     AttachmentLookup,
     Cipher,
@@ -263,12 +263,17 @@ class RecordCore:
         return Loaded(doc, form, fa)
 
     def search_fields(self, form: FormSchema, data: Mapping[str, Any]) -> Doc:
-        """The derived search and dedupe fields of a record's data: {kw, search, dedupe}."""
+        """The fields derived from a record's data for the store: {kw, search, dedupe, facets}.
+
+        `facets` names the per-value counts the record is in (see query.facets_of); the store moves
+        them when a record is written with them.
+        """
         text = crm_schema.search_text(list(form.fields), dict(data))
         return {
             "kw": crm_schema.search_tokens(text) if text else [],
             "search": normalise_text(text) if text else "",
             "dedupe": crm_schema.dedupe_keys(list(form.fields), dict(data)),
+            "facets": facets_of(form.fields, data),
         }
 
     def unique_claims(self, form: FormSchema, tenant_id: str, record_id: str, data: Mapping[str, Any]) -> list:

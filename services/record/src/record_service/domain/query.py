@@ -24,7 +24,7 @@ import binascii
 import json
 import unicodedata
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Protocol
@@ -684,6 +684,25 @@ def decode_cursor(text: str, sort: SortSpec, locale: str = "zh-CN") -> tuple[Any
         return _untag(value), last_id
     except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
         raise invalid("cursor", "invalid_cursor", locale) from None
+
+
+FACET_TYPES = frozenset({"select", "stage", "boolean"})  # one value a record: its count is kept per value
+
+
+def facet(key: str, value: Any) -> str:
+    """The name of the count of records whose field `key` holds `value` (a select's option, true/false)."""
+    return f"{key}={json.dumps(value, ensure_ascii=False)}"
+
+
+def facets_of(fields: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> list[str]:
+    """The per-value counts a record is in: one for each select, stage or boolean field holding a value."""
+    out: list[str] = []
+    for f in fields:
+        if f.get("type") in FACET_TYPES:
+            value = data.get(str(f.get("key")))
+            if isinstance(value, str | bool) and value != "":
+                out.append(facet(str(f["key"]), value))
+    return out
 
 
 def normalise_text(text: str) -> str:

@@ -102,8 +102,9 @@ class RecordRepository(Protocol):
         """The highest order number handed out for the form (0 when none)."""
         ...
 
-    def tally(self, tenant_id: str, form_id: str, deleted: bool) -> int | None:
-        """The exact number of the form's live (deleted=False) or deleted records, kept as they are written;
+    def tally(self, tenant_id: str, form_id: str, deleted: bool, facets: Sequence[str] = ()) -> int | None:
+        """The exact number of the form's live (deleted=False) or deleted records, kept as they are written
+        (with `facets`: of those holding one of these values of a select or boolean field, query.facet);
         None when the store cannot tell without counting."""
         ...
 

@@ -29,7 +29,8 @@ read in bounded windows and filtered until a page is full:
 
 Counts are capped at COUNT_CAP: a sample of partitions tells "over the cap"
 without reading every match (StoreQueries.count). The count of a whole form
-(no filter, a caller who sees every record) is not read at all: the
+(no filter, a caller who sees every record), and of an eq/in filter on a
+select, stage or boolean field, is not read at all: the
 repository keeps it as records are written (`tally`: count shards moved in
 the same transactions as the records), because SecantusDB counts by reading
 every matching document (~20 µs each: 200 ms for 10,000).
@@ -54,6 +55,7 @@ from record_service.domain.query import (
     COUNT_CAPPED,
     COUNT_NONE,
     DEFAULT_PAGE_SIZE,
+    FACET_TYPES,
     KEYWORD_PARTITIONS,
     MAX_IN_VALUES,
     MAX_PAGE_SIZE,
@@ -71,6 +73,7 @@ from record_service.domain.query import (
     SortSpec,
     bson_key,
     decode_cursor,
+    facet,
     keyword_parts,
     parse_filter,
     parse_sort,
@@ -103,6 +106,9 @@ class QueryPlan:
     access: AccessFilter | None = None
 
     axis: str = ""  # set by by_value(): the sort field's value axis (date, datetime, number)
+    # the per-value counts (query.facet) whose sum is the count, when the pushed condition is eq/in on a select,
+    # stage or boolean field and nothing else is checked
+    facets: tuple[str, ...] = ()
 
     @property
     def value_windowed(self) -> bool:
@@ -346,6 +352,7 @@ def plan_query(
     plan.lifted = chosen if isinstance(chosen, Leaf) else None
     plan.acl_predicate = acl_predicate
     plan.access = access
+    plan.facets = _facets(form, plan.lifted)
     if cursor:
         value, last_id = decode_cursor(cursor, spec, loc)
         if spec.natural and not (
@@ -363,6 +370,21 @@ def plan_query(
         if same_index and spec.always_present and value is not None:
             plan.cursor_bound = {"$lte" if spec.direction < 0 else "$gte": value}
     return plan
+
+
+MAX_FACETS = 5  # values of an `in` counted from their kept counts (each is 32 shards to read)
+
+
+def _facets(form: FormSchema, leaf: Leaf | None) -> tuple[str, ...]:
+    """The kept per-value counts adding up to the matches of a pushed eq/in on a select, stage or boolean field."""
+    if leaf is None or leaf.op not in ("eq", "in") or leaf.path != f"data.{leaf.field}":
+        return ()
+    if (form.field(leaf.field) or {}).get("type") not in FACET_TYPES:
+        return ()
+    values = list(dict.fromkeys(leaf.value)) if leaf.op == "in" else [leaf.value]
+    if not 0 < len(values) <= MAX_FACETS or not all(isinstance(v, str | bool) for v in values):
+        return ()
+    return tuple(facet(leaf.field, v) for v in values)
 
 
 def _fill(plan: QueryPlan, rows: Iterable[Doc], page: list[Doc]) -> bool:
@@ -699,9 +721,12 @@ class StoreQueries:
         if mode == COUNT_NONE:
             return -1, False
         limit = COUNT_CAP + 1 if mode == COUNT_CAPPED else 0
-        if plan.pushed_kind == "none" and not plan.residual and set(plan.pushed) == set(plan.base):
-            # every record of the form (an unfiltered list of a caller who sees them all): kept as written
-            kept = self.repo.tally(str(plan.base["tenant_id"]), str(plan.base["form_id"]), bool(plan.base["deleted"]))
+        whole = plan.pushed_kind == "none" and set(plan.pushed) == set(plan.base)
+        if not plan.residual and (whole or plan.facets):
+            # every record of the form, or those holding some values of a select or boolean field, for a
+            # caller who sees them all: kept as written
+            where = (str(plan.base["tenant_id"]), str(plan.base["form_id"]), bool(plan.base["deleted"]))
+            kept = self.repo.tally(*where, () if whole else plan.facets)
             if kept is not None:
                 return (COUNT_CAP, True) if limit and kept > COUNT_CAP else (kept, False)
         if limit and self._over_cap(plan):

@@ -67,25 +67,28 @@ def store_predicate(predicate: Doc) -> Doc:
 
 
 TALLY_SHARDS = 32  # a form's count is spread over this many counter documents: concurrent writes rarely meet
-TALLY_PROJECTION = {"_id": 1, "tenant_id": 1, "form_id": 1, "deleted": 1, "kp": 1}
+TALLY_PROJECTION = {"_id": 1, "tenant_id": 1, "form_id": 1, "deleted": 1, "kp": 1, "facets": 1}
 
 
-def tally_key(tenant_id: str, form_id: str, deleted: bool, shard: int) -> str:
-    """_id of one shard of a form's record count (live or in the recycle bin) in `counters`."""
-    return f"tally|{tenant_id}|{form_id}|{int(bool(deleted))}|{shard:02d}"
+def tally_key(tenant_id: str, form_id: str, deleted: bool, shard: int, facet: str = "") -> str:
+    """_id of one shard of a form's record count (live or in the recycle bin) in `counters`:
+    of all its records, or (`facet`, query.facet) of those holding one value of a select or boolean field."""
+    return f"tally|{tenant_id}|{form_id}|{int(bool(deleted))}|{shard:02d}|{facet}"
 
 
 def tally_deltas(docs: Sequence[Doc], sign: int) -> dict[str, int]:
-    """{tally shard key: change} for records entering (sign 1) or leaving (sign -1) their form's count."""
+    """{tally shard key: change} for records entering (sign 1) or leaving (sign -1) their form's counts."""
     out: dict[str, int] = {}
     for doc in docs:
-        key = tally_key(
+        where = (
             str(doc["tenant_id"]),
             str(doc["form_id"]),
             bool(doc.get("deleted")),
             int(doc.get("kp") or 0) % TALLY_SHARDS,
         )
-        out[key] = out.get(key, 0) + sign
+        for name in ["", *(doc.get("facets") or [])]:
+            key = tally_key(*where, facet=str(name))
+            out[key] = out.get(key, 0) + sign
     return out
 
 
@@ -169,7 +172,7 @@ class MongoTransaction:
         if unset:
             update["$unset"] = {k: "" for k in unset}
         where = {"_id": record_id, "version": expected_version}
-        if "deleted" not in set_fields:
+        if "deleted" not in set_fields and "facets" not in set_fields:
             result = self._r.records.update_one(where, update, session=self._s)
             if result.matched_count != 1:
                 raise StaleVersion(record_id)
@@ -177,11 +180,11 @@ class MongoTransaction:
         before = self._r.records.find_one_and_update(where, update, projection=TALLY_PROJECTION, session=self._s)
         if before is None:
             raise StaleVersion(record_id)
-        if bool(before.get("deleted")) != bool(set_fields["deleted"]):
-            moved = tally_deltas([before], -1)
-            for key, delta in tally_deltas([{**before, "deleted": set_fields["deleted"]}], 1).items():
-                moved[key] = moved.get(key, 0) + delta
-            self.tally(moved)
+        after = {**before, **{k: set_fields[k] for k in ("deleted", "facets") if k in set_fields}}
+        moved = tally_deltas([before], -1)
+        for key, delta in tally_deltas([after], 1).items():
+            moved[key] = moved.get(key, 0) + delta
+        self.tally(moved)
 
     def tally(self, deltas: dict[str, int]) -> None:
         """$inc the count shards (one round trip)."""
@@ -332,18 +335,21 @@ class MongoRecordRepository:
 
             self.transaction(txn)
 
-    def tally(self, tenant_id: str, form_id: str, deleted: bool) -> int | None:
+    def tally(self, tenant_id: str, form_id: str, deleted: bool, facets: Sequence[str] = ()) -> int | None:
         """The form's count of live (or deleted) records from its count shards; None until they are exact.
 
-        Shards are exact from the form's first record on (`reserve_order` marks a new order counter
-        `tallied`); forms older than counting are counted once by `backfill_tallies`.
+        With `facets`: the records holding any of those values of one select or boolean field (a record
+        holds one). Shards are exact from the form's first record on (`reserve_order` marks a new order
+        counter `tallied` and `faceted`); the whole count of a form older than that is counted once by
+        `backfill_tallies`, its per-value counts are not kept (None: the records are counted).
         """
+        names = list(facets) or [""]
         keys = [order_key(tenant_id, form_id)] + [
-            tally_key(tenant_id, form_id, deleted, shard) for shard in range(TALLY_SHARDS)
+            tally_key(tenant_id, form_id, deleted, shard, name) for name in names for shard in range(TALLY_SHARDS)
         ]
         docs = {d["_id"]: d for d in self.counters.find({"_id": {"$in": keys}})}
         order = docs.get(keys[0])
-        if order is not None and not order.get("tallied"):
+        if order is not None and not order.get("faceted" if facets else "tallied"):
             return None
         return sum(int(docs[k].get("n", 0)) for k in keys[1:] if k in docs)
 
@@ -379,13 +385,13 @@ class MongoRecordRepository:
     def reserve_order(self, tenant_id: str, form_id: str, count: int = 1, *, counted: bool = True) -> int:
         """One atomic $inc of the form's order counter, outside any transaction (never a write conflict).
 
-        A new counter is the form's first record: its counts are exact from here on (`tallied`), unless
+        A new counter is the form's first record: its counts are exact from here on (`tallied`, `faceted`), unless
         `counted` is False (the order backfill of records stored before counts were kept).
         Two first creates racing the upsert: the loser's insert clashes on _id and is retried as an $inc.
         """
         update: Doc = {"$inc": {"seq": count}}
         if counted:
-            update["$setOnInsert"] = {"tallied": True}
+            update["$setOnInsert"] = {"tallied": True, "faceted": True}
         for _attempt in range(3):
             try:
                 doc = self.counters.find_one_and_update(
