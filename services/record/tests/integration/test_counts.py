@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from crm.record.v1 import record_pb2
-from record_service.store.repository import TALLY_SHARDS, order_key, tally_key
+from record_service.store.repository import TALLY_SHARDS, facet_field, order_key, tally_key
 
 pytestmark = pytest.mark.integration
 
@@ -163,10 +163,10 @@ def test_counts_of_a_select_value_are_kept_through_updates_deletes_and_merges_of
     assert [level_count(api, v) for v in "ABC"] == [31, 30, 30]
     assert level_count(api, "A", "C") == 61
     # the count comes from the kept shards: a shard moved by hand shows (then put back)
-    key = tally_key(tenant.id, tenant.customer.id, False, 3, 'level="B"')
-    db["counters"].update_one({"_id": key}, {"$inc": {"n": 500}}, upsert=True)
+    key, b = tally_key(tenant.id, tenant.customer.id, False, 3), facet_field('level="B"')
+    db["counters"].update_one({"_id": key}, {"$inc": {b: 500}}, upsert=True)
     assert level_count(api, "B") == 530
-    db["counters"].update_one({"_id": key}, {"$inc": {"n": -500}})
+    db["counters"].update_one({"_id": key}, {"$inc": {b: -500}})
     # a value changed, cleared, a record deleted and restored: the counts move with it
     api.update(one["id"], {"level": "C"}, 1)
     record = api.get(ids[1])  # a B
@@ -185,7 +185,9 @@ def test_a_form_older_than_value_counts_is_counted(tenant: Any, db: Any) -> None
     api = tenant.api()
     bulk(api, [{"customer_name": f"旧分级{i}", "level": "AB"[i % 2]} for i in range(20)])
     db["counters"].update_one({"_id": order_key(tenant.id, tenant.customer.id)}, {"$unset": {"faceted": ""}})
-    key = tally_key(tenant.id, tenant.customer.id, False, 0, 'level="A"')
-    db["counters"].update_one({"_id": key}, {"$inc": {"n": 500}}, upsert=True)  # not read: the form is not faceted
+    key = tally_key(tenant.id, tenant.customer.id, False, 0)
+    db["counters"].update_one(
+        {"_id": key}, {"$inc": {facet_field('level="A"'): 500}}, upsert=True
+    )  # not read: not faceted
     assert level_count(api, "A") == 10
     assert listed(api) == 20  # the whole count is still kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -70,25 +71,36 @@ TALLY_SHARDS = 32  # a form's count is spread over this many counter documents: 
 TALLY_PROJECTION = {"_id": 1, "tenant_id": 1, "form_id": 1, "deleted": 1, "kp": 1, "facets": 1}
 
 
-def tally_key(tenant_id: str, form_id: str, deleted: bool, shard: int, facet: str = "") -> str:
-    """_id of one shard of a form's record count (live or in the recycle bin) in `counters`:
-    of all its records, or (`facet`, query.facet) of those holding one value of a select or boolean field."""
-    return f"tally|{tenant_id}|{form_id}|{int(bool(deleted))}|{shard:02d}|{facet}"
+def tally_key(tenant_id: str, form_id: str, deleted: bool, shard: int) -> str:
+    """_id of one shard of a form's record counts (live or in the recycle bin) in `counters`: `n` counts all
+    its records, `f.<facet_field>` those holding one value of a select or boolean field (query.facet)."""
+    return f"tally|{tenant_id}|{form_id}|{int(bool(deleted))}|{shard:02d}"
 
 
-def tally_deltas(docs: Sequence[Doc], sign: int) -> dict[str, int]:
-    """{tally shard key: change} for records entering (sign 1) or leaving (sign -1) their form's counts."""
-    out: dict[str, int] = {}
+def facet_field(name: str) -> str:
+    """The field of a shard document counting the records of facet `name` (any value: hashed to a safe name)."""
+    return "f." + hashlib.sha1(name.encode()).hexdigest()[:20]
+
+
+def tally_deltas(docs: Sequence[Doc], sign: int) -> dict[str, dict[str, int]]:
+    """{shard key: {counter field: change}} for records entering (sign 1) or leaving (sign -1) their counts."""
+    out: dict[str, dict[str, int]] = {}
     for doc in docs:
-        where = (
-            str(doc["tenant_id"]),
-            str(doc["form_id"]),
-            bool(doc.get("deleted")),
-            int(doc.get("kp") or 0) % TALLY_SHARDS,
+        shard = int(doc.get("kp") or 0) % TALLY_SHARDS
+        fields = out.setdefault(
+            tally_key(str(doc["tenant_id"]), str(doc["form_id"]), bool(doc.get("deleted")), shard), {}
         )
-        for name in ["", *(doc.get("facets") or [])]:
-            key = tally_key(*where, facet=str(name))
-            out[key] = out.get(key, 0) + sign
+        for name in ["n", *(facet_field(str(f)) for f in doc.get("facets") or [])]:
+            fields[name] = fields.get(name, 0) + sign
+    return out
+
+
+def _merge_deltas(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    out = {key: dict(fields) for key, fields in a.items()}
+    for key, fields in b.items():
+        into = out.setdefault(key, {})
+        for name, delta in fields.items():
+            into[name] = into.get(name, 0) + delta
     return out
 
 
@@ -181,15 +193,16 @@ class MongoTransaction:
         if before is None:
             raise StaleVersion(record_id)
         after = {**before, **{k: set_fields[k] for k in ("deleted", "facets") if k in set_fields}}
-        moved = tally_deltas([before], -1)
-        for key, delta in tally_deltas([after], 1).items():
-            moved[key] = moved.get(key, 0) + delta
-        self.tally(moved)
+        self.tally(_merge_deltas(tally_deltas([before], -1), tally_deltas([after], 1)))
 
-    def tally(self, deltas: dict[str, int]) -> None:
-        """$inc the count shards (one round trip)."""
-        ops = [UpdateOne({"_id": key}, {"$inc": {"n": delta}}, upsert=True) for key, delta in deltas.items() if delta]
-        if ops:
+    def tally(self, deltas: dict[str, dict[str, int]]) -> None:
+        """$inc the count shards: one update a shard (a single create: one), in one round trip."""
+        moves = [(key, {n: d for n, d in fields.items() if d}) for key, fields in deltas.items()]
+        moves = [(key, inc) for key, inc in moves if inc]
+        if len(moves) == 1:
+            self._r.counters.update_one({"_id": moves[0][0]}, {"$inc": moves[0][1]}, upsert=True, session=self._s)
+        elif moves:
+            ops = [UpdateOne({"_id": key}, {"$inc": inc}, upsert=True) for key, inc in moves]
             self._r.counters.bulk_write(ops, ordered=False, session=self._s)
 
     def insert_history(self, docs: Sequence[Doc]) -> None:
@@ -343,15 +356,17 @@ class MongoRecordRepository:
         counter `tallied` and `faceted`); the whole count of a form older than that is counted once by
         `backfill_tallies`, its per-value counts are not kept (None: the records are counted).
         """
-        names = list(facets) or [""]
         keys = [order_key(tenant_id, form_id)] + [
-            tally_key(tenant_id, form_id, deleted, shard, name) for name in names for shard in range(TALLY_SHARDS)
+            tally_key(tenant_id, form_id, deleted, shard) for shard in range(TALLY_SHARDS)
         ]
         docs = {d["_id"]: d for d in self.counters.find({"_id": {"$in": keys}})}
         order = docs.get(keys[0])
         if order is not None and not order.get("faceted" if facets else "tallied"):
             return None
-        return sum(int(docs[k].get("n", 0)) for k in keys[1:] if k in docs)
+        if not facets:
+            return sum(int(docs[k].get("n", 0)) for k in keys[1:] if k in docs)
+        names = [facet_field(f)[2:] for f in dict.fromkeys(facets)]
+        return sum(int((docs[k].get("f") or {}).get(name, 0)) for k in keys[1:] if k in docs for name in names)
 
     def backfill_tallies(self) -> int:
         """Count, once, the records of forms stored before counts were kept; returns the forms counted.
