@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from crm_runtime.access import BUILTIN_ROLES, Policy, PolicyError, RoleDefinition, compile_policy, user_variables
@@ -250,10 +249,11 @@ class Roles:
         if not changes:
             return doc
         changes["updated_at"] = datetime.now(UTC)
-        after = self._store.roles.find_one_and_update(
-            {"_id": doc["_id"]}, {"$set": changes, "$inc": {"version": 1}}, return_document=ReturnDocument.AFTER
-        )
-        assert after is not None
+        # update then read (not findAndModify: the local store answers it by scanning the collection)
+        self._store.roles.update_one({"_id": doc["_id"]}, {"$set": changes, "$inc": {"version": 1}})
+        after = self._store.roles.find_one({"_id": doc["_id"]})
+        if after is None:  # deleted meanwhile
+            raise domain_error(NotFound, "role_not_found", t("role_not_found", role=key))
         self._store.users.update_many(
             {"tenant_id": tenant_id, "roles": key}, {"$set": {f"role_versions.{key}": int(after["version"])}}
         )

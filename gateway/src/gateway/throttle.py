@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
 
@@ -80,7 +79,8 @@ class LoginThrottle:
             elif doc.get("window_until") is not None and doc["window_until"] <= now and doc.get("count"):
                 # the failure window passed (or the lock was served): count anew, keep the lockout history
                 self._attempts.update_one({"_id": key}, {"$set": {"count": 0}})
-        doc = self._attempts.find_one_and_update(
+        # update then read, never findAndModify (the local store answers it by scanning the collection)
+        self._attempts.update_one(
             {"_id": key},
             {
                 "$inc": {"count": 1},
@@ -88,18 +88,19 @@ class LoginThrottle:
                 "$setOnInsert": {"tenant_id": tenant_id, "first_at": now, "lockouts": 0},
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
+        doc = self._attempts.find_one({"_id": key})
         self._extend_expiry(key, doc, now + self._lock)
         if doc is None or int(doc.get("count", 0)) < self._max:
             return None
-        # this failure reached the limit: start a lock (only one of concurrent failures does)
-        before = self._attempts.find_one_and_update(
-            {"_id": key}, {"$set": {"count": 0}, "$inc": {"lockouts": 1}}, return_document=ReturnDocument.BEFORE
+        # this failure reached the limit: start a lock (a compare-and-set: only one of concurrent failures does)
+        started = self._attempts.update_one(
+            {"_id": key, "count": {"$gte": self._max}}, {"$set": {"count": 0}, "$inc": {"lockouts": 1}}
         )
-        if before is None or int(before.get("count", 0)) < self._max:
+        after = self._attempts.find_one({"_id": key}) if started.modified_count == 1 else None
+        if after is None:
             return None
-        duration = self.lock_duration(int(before.get("lockouts", 0)) + 1)
+        duration = self.lock_duration(int(after.get("lockouts", 1)))
         until = now + duration
         self._attempts.update_one(
             {"_id": key},

@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from pymongo import ReturnDocument
 
 from crm_runtime.errors import Unauthenticated
 from gateway.domain_errors import domain_error
@@ -164,12 +163,14 @@ class TokenService:
     def refresh(self, refresh_token: str, load_user: Callable[[str, str], dict[str, Any] | None]) -> TokenPair:
         """Rotate: spend `refresh_token` and return a new pair; a reused token revokes its session."""
         now = datetime.now(UTC)
-        before = self._store.refresh_tokens.find_one_and_update(
-            {"_id": _hash(refresh_token)}, {"$set": {"used_at": now}}, return_document=ReturnDocument.BEFORE
-        )
+        key = _hash(refresh_token)
+        before = self._store.refresh_tokens.find_one({"_id": key})
         if before is None or before["expires_at"] <= now:
             raise domain_error(Unauthenticated, "invalid_refresh_token")
-        if before.get("used_at") is not None:
+        # spent by a compare-and-set on `used_at` (not findAndModify, which the local store answers by a
+        # scan): of two requests with the same token only one sets it; the other is a reuse
+        spent = self._store.refresh_tokens.update_one({"_id": key, "used_at": None}, {"$set": {"used_at": now}})
+        if before.get("used_at") is not None or spent.modified_count != 1:
             self.revoke_session(before["session_id"])
             raise domain_error(Unauthenticated, "refresh_token_reused")
         session = self._store.sessions.find_one({"_id": before["session_id"]})

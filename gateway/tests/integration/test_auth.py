@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import jwt
@@ -76,6 +77,28 @@ def test_refresh_rotates_and_reuse_revokes_the_session(client: Any, helpers: Any
     # the reuse revoked the session: the newest refresh token is dead too
     after = client.post("/api/v1/auth/refresh", json={"refresh_token": second_body["refresh_token"]})
     assert after.status_code == 401
+
+
+def test_one_refresh_token_spent_by_concurrent_requests_rotates_once(app: Any, client: Any, helpers: Any) -> None:
+    first = helpers.login(client, "admin", helpers.ADMIN_PASSWORD).get_json()
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def spend() -> None:
+        own = app.test_client()
+        barrier.wait()
+        resp = own.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        with lock:
+            answers.append((resp.status_code, (resp.get_json() or {}).get("code", "")))
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for s, _ in answers) == [200] + [401] * 7
+    assert {c for s, c in answers if s == 401} == {"refresh_token_reused"}
 
 
 def test_refresh_token_is_stored_hashed(client: Any, helpers: Any, gw_store: Any) -> None:

@@ -191,3 +191,23 @@ def test_a_form_older_than_value_counts_is_counted(tenant: Any, db: Any) -> None
     )  # not read: not faceted
     assert level_count(api, "A") == 10
     assert listed(api) == 20  # the whole count is still kept
+
+
+def test_order_numbers_reserved_concurrently_are_distinct_and_gap_free(tenant: Any, record_server: Any) -> None:
+    repo = record_server.repo
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def reserve() -> None:
+        for count in (1, 3, 1, 5):
+            last = repo.reserve_order(tenant.id, "numbered", count)
+            with lock:
+                got.extend(range(last - count + 1, last + 1))
+
+    threads = [threading.Thread(target=reserve) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 101))
+    assert repo.last_order(tenant.id, "numbered") == 100
