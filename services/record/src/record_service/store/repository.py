@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -70,6 +73,7 @@ def store_predicate(predicate: Doc) -> Doc:
 # NO_FIND_AND_MODIFY: SecantusDB 0.7 answers findAndModify (find_one_and_update/delete) by scanning the whole
 # collection, whatever the filter or hint (measured: 106 ms on 20,000 records, 1 ms for update_one by _id).
 # So no store code uses it: a counter is a compare-and-set or an update then a read in the same transaction.
+ORDER_BLOCK = 16  # order numbers a process reserves at once for single creates
 TALLY_SHARDS = 32  # a form's count is spread over this many counter documents: concurrent writes rarely meet
 TALLY_PROJECTION = {"_id": 1, "tenant_id": 1, "form_id": 1, "deleted": 1, "kp": 1, "facets": 1}
 
@@ -85,26 +89,39 @@ def facet_field(name: str) -> str:
     return "f." + hashlib.sha1(name.encode()).hexdigest()[:20]
 
 
-def tally_deltas(docs: Sequence[Doc], sign: int) -> dict[str, dict[str, int]]:
-    """{shard key: {counter field: change}} for records entering (sign 1) or leaving (sign -1) their counts."""
-    out: dict[str, dict[str, int]] = {}
+Tallies = dict[tuple[str, str, bool], dict[str, int]]
+
+
+def tally_deltas(docs: Sequence[Doc], sign: int) -> Tallies:
+    """{(tenant, form, deleted): {counter field: change}} for records entering (sign 1) or leaving (-1) counts."""
+    out: Tallies = {}
     for doc in docs:
-        shard = int(doc.get("kp") or 0) % TALLY_SHARDS
-        fields = out.setdefault(
-            tally_key(str(doc["tenant_id"]), str(doc["form_id"]), bool(doc.get("deleted")), shard), {}
-        )
+        fields = out.setdefault((str(doc["tenant_id"]), str(doc["form_id"]), bool(doc.get("deleted"))), {})
         for name in ["n", *(facet_field(str(f)) for f in doc.get("facets") or [])]:
             fields[name] = fields.get(name, 0) + sign
     return out
 
 
-def _merge_deltas(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+def _merge_deltas(a: Tallies, b: Tallies) -> Tallies:
     out = {key: dict(fields) for key, fields in a.items()}
     for key, fields in b.items():
         into = out.setdefault(key, {})
         for name, delta in fields.items():
             into[name] = into.get(name, 0) + delta
     return out
+
+
+_shard_of_thread = threading.local()
+_next_shard = itertools.count(os.getpid() * 7)
+
+
+def thread_shard() -> int:
+    """The count shard this thread writes: threads of a process take turns, so concurrent writers of one
+    process never meet on a shard (and of several processes rarely); any shard may hold any record's change."""
+    shard = getattr(_shard_of_thread, "shard", None)
+    if shard is None:
+        shard = _shard_of_thread.shard = next(_next_shard) % TALLY_SHARDS
+    return int(shard)
 
 
 def bounds_key(tenant_id: str, form_id: str, key: str) -> str:
@@ -194,9 +211,11 @@ class MongoTransaction:
         after = {**before, **{k: set_fields[k] for k in ("deleted", "facets") if k in set_fields}}
         self.tally(_merge_deltas(tally_deltas([before], -1), tally_deltas([after], 1)))
 
-    def tally(self, deltas: dict[str, dict[str, int]]) -> None:
-        """$inc the count shards: one update a shard (a single create: one), in one round trip."""
-        moves = [(key, {n: d for n, d in fields.items() if d}) for key, fields in deltas.items()]
+    def tally(self, deltas: Tallies) -> None:
+        """$inc this thread's count shard of each (form, deleted) concerned: a create is one update, a bulk
+        chunk one update, a delete two; in one round trip."""
+        shard = thread_shard()
+        moves = [(tally_key(*where, shard), {n: d for n, d in fields.items() if d}) for where, fields in deltas.items()]
         moves = [(key, inc) for key, inc in moves if inc]
         if len(moves) == 1:
             self._r.counters.update_one({"_id": moves[0][0]}, {"$inc": moves[0][1]}, upsert=True, session=self._s)
@@ -224,6 +243,8 @@ class MongoRecordRepository:
         self.counters: Collection[Any] = db["counters"]
         self.meta: Collection[Any] = db["meta"]
         self._form_indexes = FormIndexes(self.records)
+        self._order_lock = threading.Lock()
+        self._order_blocks: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, form) -> (next, last) of a block
 
     def ensure_indexes(self) -> None:
         """The base indexes and the one-off backfills (start-up)."""
@@ -397,6 +418,25 @@ class MongoRecordRepository:
         return done
 
     def reserve_order(self, tenant_id: str, form_id: str, count: int = 1, *, counted: bool = True) -> int:
+        """The last of `count` new order numbers of the form. One number comes from this process's block
+        (ORDER_BLOCK reserved at once: concurrent single creates rarely touch the counter); several, or a
+        block, are reserved in the store (`_reserve`). Numbers of a block left unused are gaps, which the
+        read windows allow for; across processes the order is the order of their blocks."""
+        key = (tenant_id, form_id)
+        if count != 1:
+            last = self._reserve(tenant_id, form_id, count, counted=counted)
+            with self._order_lock:  # the next single create is numbered after these, not from an older block
+                self._order_blocks.pop(key, None)
+            return last
+        with self._order_lock:
+            nxt, last = self._order_blocks.get(key, (1, 0))
+            if nxt > last:
+                last = self._reserve(tenant_id, form_id, ORDER_BLOCK, counted=counted)
+                nxt = last - ORDER_BLOCK + 1
+            self._order_blocks[key] = (nxt + 1, last)
+            return nxt
+
+    def _reserve(self, tenant_id: str, form_id: str, count: int = 1, *, counted: bool = True) -> int:
         """One atomic $inc of the form's order counter, outside any transaction (never a write conflict).
 
         A new counter is the form's first record: its counts are exact from here on (`tallied`, `faceted`), unless
