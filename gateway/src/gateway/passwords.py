@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import secrets
 import string
+import threading
 from importlib import resources
 
 from argon2 import PasswordHasher
@@ -32,22 +33,31 @@ MIN_CLASSES = 3
 MIN_USERNAME_MATCH = 3  # "contains the username" is not tested for one- or two-letter usernames
 
 
+# Each argon2 hash or verification holds `memory_kib` (64 MiB) while it runs: 26 request threads logging in
+# at once took a gateway worker to 1 GB. At most this many run at once per process (the others wait their
+# turn; with 2 cores more would not finish sooner), so a worker's memory for passwords stays under 256 MiB.
+MAX_PARALLEL_HASHES = 4
+
+
 class Passwords:
     """Hash and verify passwords; verifying an unknown user costs the same as a known one."""
 
-    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, max_parallel: int = MAX_PARALLEL_HASHES) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        self._slots = threading.BoundedSemaphore(max_parallel)
         # compared against when the user does not exist, so timing does not reveal usernames
         self._dummy = self._hasher.hash("not-a-real-password")
 
     def hash(self, password: str) -> str:
         """An argon2id hash of `password`."""
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when `password` matches `stored_hash` (None: no such user, always False)."""
         try:
-            self._hasher.verify(stored_hash or self._dummy, password)
+            with self._slots:
+                self._hasher.verify(stored_hash or self._dummy, password)
         except (VerificationError, InvalidHashError):
             return False
         return stored_hash is not None

@@ -114,3 +114,41 @@ def test_passwords_hash_and_verify() -> None:
     assert not pw.verify(stored, "wrong")
     assert not pw.verify(None, "anything")
     assert not pw.verify("garbage", "s3cret-pass")
+
+
+def test_at_most_a_few_password_hashes_run_at_once() -> None:
+    """Each argon2 run holds 64 MiB: concurrent logins wait for a slot instead of growing the worker."""
+    import threading
+    import time
+
+    from gateway.passwords import Passwords
+
+    pw = Passwords(time_cost=1, memory_kib=1024, max_parallel=2)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    class Slow:  # a stand-in for argon2's PasswordHasher that records how many run at once
+        def _run(self) -> None:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+
+        def verify(self, stored: str, password: str) -> bool:
+            self._run()
+            return True
+
+        def hash(self, password: str) -> str:
+            self._run()
+            return "h"
+
+    pw._hasher = Slow()  # type: ignore[assignment]
+    threads = [threading.Thread(target=pw.verify, args=("h", "x")) for _ in range(6)]
+    threads += [threading.Thread(target=pw.hash, args=("x",)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2
