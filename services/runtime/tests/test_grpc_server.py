@@ -104,3 +104,30 @@ def test_a_long_call_survives_the_clients_keepalive_pings() -> None:
         chan.close()
     finally:
         bundle.server.stop(0)
+
+
+def test_a_problem_echoing_a_huge_input_stays_within_the_status_details_limit() -> None:
+    import json as _json
+
+    from crm_runtime.grpc_server import MAX_DETAILS, problem_details
+
+    huge = "A" * 100_000
+    problem = {
+        "type": "urn:crm:problem:validation_failed",
+        "status": 422,
+        "code": "validation_failed",
+        "errors": [{"field": "level", "rule": "option", "message": "无效的选项", "params": {"value": huge}}],
+    }
+    text = problem_details(problem)
+    assert len(text.encode()) <= MAX_DETAILS
+    out = _json.loads(text)
+    assert out["code"] == "validation_failed" and out["errors"][0]["field"] == "level"
+    assert out["errors"][0]["rule"] == "option" and out["errors"][0]["params"]["value"].startswith("AAAA")
+    many = {
+        **problem,
+        "errors": [{"field": f"rows[{i}].level", "rule": "option", "message": huge} for i in range(2000)],
+    }
+    out = _json.loads(problem_details(many))
+    assert len(problem_details(many).encode()) <= MAX_DETAILS and out["errors"][0]["field"] == "rows[0].level"
+    small = {"code": "not_found", "status": 404}
+    assert _json.loads(problem_details(small)) == small

@@ -80,7 +80,7 @@ def _wrap_unary(method: str, behavior: Callable[..., Any], codec: PrincipalCodec
                 return behavior(request, context)
         except DomainError as exc:
             code = status_for(exc).name
-            context.abort(status_for(exc), json.dumps(exc.to_problem(), ensure_ascii=False, default=str))
+            context.abort(status_for(exc), problem_details(exc.to_problem()))
         except Exception:
             if context.code() is None:  # type: ignore[attr-defined]
                 code = "INTERNAL"
@@ -91,6 +91,43 @@ def _wrap_unary(method: str, behavior: Callable[..., Any], codec: PrincipalCodec
             RPC_LATENCY.labels(method).observe(time.perf_counter() - start)
 
     return handler
+
+
+MAX_DETAILS = 16 * 1024  # bytes of a problem in gRPC's status details (trailing metadata, capped near 320 KiB)
+_LONG = 200  # characters a string of an oversized problem keeps
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= _LONG else value[:_LONG] + "…"
+    if isinstance(value, dict):
+        return {k: _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value[:100]]
+    return value
+
+
+def problem_details(problem: dict[str, Any]) -> str:
+    """The problem as the status details of an aborted call, never larger than MAX_DETAILS.
+
+    A problem echoing a huge input (a 100,000-character option value in its params) would exceed the
+    metadata limit and reach the client as RESOURCE_EXHAUSTED instead of the validation error it is:
+    long strings are shortened, errors beyond the first 100 dropped, and as a last resort only the
+    problem's identity and its first error are kept.
+    """
+    text = json.dumps(problem, ensure_ascii=False, default=str)
+    if len(text.encode()) <= MAX_DETAILS:
+        return text
+    text = json.dumps(_shorten(problem), ensure_ascii=False, default=str)
+    if len(text.encode()) <= MAX_DETAILS:
+        return text
+    keep: dict[str, Any] = {
+        k: _shorten(problem[k]) for k in ("type", "title", "status", "code", "field", "rule") if k in problem
+    }
+    errors = problem.get("errors")
+    if isinstance(errors, list) and errors:
+        keep["errors"] = [{k: _shorten(v) for k, v in errors[0].items() if k in ("field", "rule", "message")}]
+    return json.dumps(keep, ensure_ascii=False, default=str)
 
 
 def _wrap_stream(method: str, behavior: Callable[..., Any], codec: PrincipalCodec) -> Callable[..., Any]:
@@ -104,7 +141,7 @@ def _wrap_stream(method: str, behavior: Callable[..., Any], codec: PrincipalCode
                 yield from behavior(request, context)
         except DomainError as exc:
             code = status_for(exc).name
-            context.abort(status_for(exc), json.dumps(exc.to_problem(), ensure_ascii=False, default=str))
+            context.abort(status_for(exc), problem_details(exc.to_problem()))
         finally:
             RPC_REQUESTS.labels(method, code).inc()
 
