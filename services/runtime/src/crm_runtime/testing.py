@@ -14,9 +14,10 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pymongo import MongoClient
+
+from crm_runtime.store import DEFAULT_CACHE, store_command
 
 TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef-0123"
 """The principal-token secret of every test process (set as CRM_INTERNAL_SECRET by the root conftest)."""
@@ -27,21 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _secantusd() -> str:
-    explicit = os.environ.get("SECANTUSD")
-    if explicit:
-        return explicit
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / ".venv-store" / "bin" / "secantusd-py"
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("secantusd-py")
-    if found:
-        return found
-    raise RuntimeError("secantusd-py not found: run `make deps` (it creates .venv-store)")
 
 
 @dataclass
@@ -67,43 +53,17 @@ class StoreProcess:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-# Two SecantusDB settings for loads of 100,000 records (Procfile passes the same):
-# - WiredTiger's cache defaults to 1G; past ~30,000 customers (18 indexes, a
-#   multikey keyword index) a 1,000-record bulk transaction stalled for over
-#   600 s. With 4G the same load runs at a steady ~60 s per 10,000.
-# - The oplog is capped at 100,000 entries and then pruned on every commit;
-#   sampled commits spent their time in that prune walk. We read no change
-#   streams: a larger cap leaves the pruning to the time retention (1 hour).
-# The cache is a maximum; the stores of small databases (the form service's,
-# the gateway's) get a smaller one, as in `make run` (Procfile).
-STORE_ARGS = ("--oplog-max-entries", "20000000", "--cache-size", "4G")
-
-
 def start_store(timeout: float = 30.0, *, cache_size: str | None = None) -> StoreProcess:
     """Start SecantusDB on a free port with throw-away storage; wait until it answers.
 
-    `cache_size` (e.g. "512M") replaces the 4G WiredTiger cache of STORE_ARGS.
+    The same command as `make run` (crm_runtime.store: oplog cap, eviction thresholds);
+    `cache_size` (e.g. "512M") replaces its 4G WiredTiger cache.
     """
-    args = list(STORE_ARGS)
-    if cache_size is not None:
-        args[args.index("--cache-size") + 1] = cache_size
     port = free_port()
     path = tempfile.mkdtemp(prefix="crm-store-")
+    command = store_command(port=port, path=os.path.join(path, "db"), cache_size=cache_size or DEFAULT_CACHE)
     log = open(os.path.join(path, "server.log"), "wb")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(
-        [
-            _secantusd(),
-            *args,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            os.path.join(path, "db"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     store = StoreProcess(proc, port, path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
