@@ -78,6 +78,7 @@ DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.PayloadTooLarge: 413,
     domain.TooManyRequests: 429,
     domain.Unavailable: 503,
+    domain.DeadlineExceeded: 504,
 }
 
 

@@ -39,6 +39,7 @@ TABLE: dict[type[errors.DomainError], tuple[grpc.StatusCode, int, str]] = {
     errors.PayloadTooLarge: (grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large"),
     errors.TooManyRequests: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "too_many_requests"),
     errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
+    errors.DeadlineExceeded: (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "upstream_timeout"),
 }
 
 PACKAGES = ("crm_runtime", "form_service", "record_service", "gateway")

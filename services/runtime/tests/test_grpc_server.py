@@ -131,3 +131,46 @@ def test_a_problem_echoing_a_huge_input_stays_within_the_status_details_limit() 
     assert len(problem_details(many).encode()) <= MAX_DETAILS and out["errors"][0]["field"] == "rows[0].level"
     small = {"code": "not_found", "status": 404}
     assert _json.loads(problem_details(small)) == small
+
+
+def test_a_handler_sees_its_callers_deadline_and_stops_when_it_has_passed() -> None:
+    """The call's remaining time is current in the handler: a step after the caller gave up raises."""
+    import threading
+    import time
+
+    from crm_runtime.calls import check_deadline, time_left
+    from crm_runtime.errors import DeadlineExceeded
+
+    seen: dict[str, Any] = {}
+    done = threading.Event()
+
+    def stepwise(request: bytes, context: Any) -> bytes:
+        seen["left"] = time_left()
+        time.sleep(1.5)  # the client's 1 s deadline passes here
+        try:
+            check_deadline("the second step")
+            seen["second"] = "ran"
+        except DeadlineExceeded:
+            seen["second"] = "refused"
+            raise
+        finally:
+            done.set()
+        return b"ok"
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Steps", {"Call": grpc.unary_unary_rpc_method_handler(stepwise)}
+    )
+    bundle = build_server(0, [lambda server: server.add_generic_rpc_handlers([handler])], [])
+    bundle.server.start()
+    try:
+        chan = channel(f"127.0.0.1:{bundle.port}")
+        md = Principal(tenant_id="t1").to_metadata()
+        with pytest.raises(grpc.RpcError) as err:
+            chan.unary_unary("/test.Steps/Call")(b"x", timeout=1.0, metadata=md)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert done.wait(5)
+        assert 0 < seen["left"] <= 1.0 and seen["second"] == "refused"
+        assert time_left() is None  # outside a call there is no deadline
+        chan.close()
+    finally:
+        bundle.server.stop(0)

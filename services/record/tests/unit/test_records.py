@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm_runtime.errors import Conflict, NotFound, ValidationFailed
+from crm_runtime.calls import call_deadline
+from crm_runtime.errors import Conflict, DeadlineExceeded, NotFound, ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.api.servicer import UseCases
 from record_service.domain.forms import FormSchema, SourceCatalog, StaticFormSource
@@ -287,6 +288,26 @@ def test_a_bulk_failing_after_a_committed_chunk_is_compensated(repo: FakeRecordR
     assert len(ids) == len(rows) == sum(1 for d in repo.records.values() if d["_id"] in set(ids))
     assert len([e for e in repo.history.values() if isinstance(e["record_id"], list)]) == 3
     assert all(e["published"] is False for e in repo.history.values())
+
+
+@pytest.mark.parametrize("passes", [1, 3], ids=["before-the-second-chunk", "before-the-release"])
+def test_a_bulk_whose_caller_stopped_waiting_is_undone(repo: FakeRecordRepository, passes: int) -> None:
+    """The deadline is checked before each of the 3 chunks and before the release: past it, nothing stays."""
+    uc = wire(repo, bulk_chunk=BATCH_ENTRY)
+    rows = [{"customer_name": f"客户{i:04d}"} for i in range(BATCH_ENTRY * 2 + 50)]
+    checks = count()
+
+    def remaining() -> float:
+        return 5.0 if next(checks) < passes else -0.01
+
+    with call_deadline(remaining), pytest.raises(DeadlineExceeded):
+        uc.bulk.create(ADMIN, "customer", rows)
+    assert not repo.records and not repo.history and not repo.uniques
+    assert uc.records.create(ADMIN, "customer", {"customer_name": "甲"})["data"]["code"] == "KH-0001"
+
+    with call_deadline(lambda: 5.0):
+        assert len(uc.bulk.create(ADMIN, "customer", rows)) == len(rows)
+    assert len(repo.records) == len(rows) + 1
 
 
 def test_bulk_create_checks_the_batch_shape(uc: UseCases) -> None:

@@ -9,7 +9,8 @@
     ├── Unauthenticated              -> UNAUTHENTICATED     -> 401
     ├── PayloadTooLarge              -> RESOURCE_EXHAUSTED  -> 413
     ├── TooManyRequests              -> RESOURCE_EXHAUSTED  -> 429
-    └── Unavailable(retry_after)     -> UNAVAILABLE         -> 503 + Retry-After
+    ├── Unavailable(retry_after)     -> UNAVAILABLE         -> 503 + Retry-After
+    └── DeadlineExceeded             -> DEADLINE_EXCEEDED   -> 504
 
 A servicer raises these; `grpc_server` turns them into a status whose details
 string is a JSON problem object, which the gateway turns into problem+json.
@@ -137,3 +138,10 @@ class Unavailable(DomainError):
     def __init__(self, detail: str = "", *, retry_after: int = 5, **extra: Any) -> None:
         super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
+
+
+class DeadlineExceeded(DomainError):
+    """The caller stopped waiting (its deadline passed) before the work was done; what it wrote was undone."""
+
+    code = "deadline_exceeded"
+    http_status = 504

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from crm_runtime.calls import call_deadline
 from crm_runtime.errors import DomainError
 from crm_runtime.logging import get_logger
 from crm_runtime.principal import PrincipalCodec, default_codec, principal_context
@@ -49,6 +50,7 @@ _CODES = {
     422: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -76,7 +78,7 @@ def _wrap_unary(method: str, behavior: Callable[..., Any], codec: PrincipalCodec
         start = time.perf_counter()
         code = "OK"
         try:
-            with principal_context(principal):
+            with principal_context(principal), call_deadline(context.time_remaining):
                 return behavior(request, context)
         except DomainError as exc:
             code = status_for(exc).name

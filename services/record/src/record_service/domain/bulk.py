@@ -8,6 +8,10 @@ SecantusDB); a failure deletes what earlier chunks wrote (compensation) and
 gives back the reserved auto numbers. The batch's history is one entry per
 BATCH_ENTRY records (events.batch_document), held back from the relay until
 the last chunk commits, so no event of a compensated batch is ever published.
+A caller that stopped waiting (its gRPC deadline passed: the gateway answered
+504) gets nothing written either: the deadline is checked before each chunk
+and before the batch is released, and a passed one is compensated like a
+failure, so a client retrying after a timeout does not create the rows twice.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import crm_schema
+from crm_runtime.calls import check_deadline
 from crm_runtime.errors import Conflict, FieldError, ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.domain import errors as rerr
@@ -138,6 +143,7 @@ class BulkCreate:
         done = 0
         try:
             for start in range(0, len(docs), self.chunk):
+                check_deadline(f"chunk {start // self.chunk + 1} of a bulk create")
                 chunk_docs = docs[start : start + self.chunk]
                 # the batch entries of these records (BULK_CHUNK is a multiple of BATCH_ENTRY)
                 chunk_entries = entries[start // BATCH_ENTRY : (start + self.chunk) // BATCH_ENTRY]
@@ -159,6 +165,8 @@ class BulkCreate:
 
                 self.core.repo.transaction(txn)
                 done = start + len(chunk_docs)
+            # the last moment to undo: once released, the batch is visible to the relay
+            check_deadline("a bulk create is released")
         except BaseException:
             if done:
                 written = {d["_id"] for d in docs[:done]}
