@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
@@ -58,5 +59,7 @@ def test_a_load_goes_on_past_the_dirty_trigger() -> None:
         with open(os.path.join(home, "WiredTiger.config")) as fh:
             assert fh.read() == store_module.WIREDTIGER_CONFIG
         assert _load(store.url, deadline=120) == DOCS
+        environ = Path(f"/proc/{store.process.pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ
     finally:
         store.stop()

@@ -18,6 +18,11 @@ Settings, each measured (docs/DESIGN_NOTES.md, "Loading a million records"):
   with a 256M cache, ~240,000 with 4G). Letting dirty pages fill most of the
   cache before that, the same load goes on past a full cache (reading and
   writing pages as a B-tree larger than its cache does).
+- `MALLOC_ARENA_MAX=2` in its environment: the store serves each connection on
+  its own thread, and glibc gave those threads their own malloc arenas (101
+  regions of 64 MiB in a store loading 500,000 records with a 4G cache);
+  two arenas left less memory stranded in them (449 -> 392 MiB after the same
+  24,000 documents into a 256M cache) at the same insert rate.
 
 Real MongoDB (docker-compose, Kubernetes) is configured by its own charts; none of this applies there.
 """
@@ -53,6 +58,13 @@ def secantusd() -> str:
     if found:
         return found
     raise RuntimeError("secantusd-py not found: run `make deps` (it creates .venv-store)")
+
+
+def store_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The store process's environment: `base` (default: ours) with MALLOC_ARENA_MAX=2 unless set."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    return env
 
 
 def prepare_home(path: str | os.PathLike[str]) -> None:
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port, path=args.path, cache_size=args.cache_size, host=args.host, log_level=args.log_level
     )
     sys.stdout.flush()
-    os.execv(command[0], command)
+    os.execve(command[0], command, store_env())
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pymongo import MongoClient
 
-from crm_runtime.store import DEFAULT_CACHE, store_command
+from crm_runtime.store import DEFAULT_CACHE, store_command, store_env
 
 TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef-0123"
 """The principal-token secret of every test process (set as CRM_INTERNAL_SECRET by the root conftest)."""
@@ -63,7 +63,7 @@ def start_store(timeout: float = 30.0, *, cache_size: str | None = None) -> Stor
     path = tempfile.mkdtemp(prefix="crm-store-")
     command = store_command(port=port, path=os.path.join(path, "db"), cache_size=cache_size or DEFAULT_CACHE)
     log = open(os.path.join(path, "server.log"), "wb")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=store_env())
     store = StoreProcess(proc, port, path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
