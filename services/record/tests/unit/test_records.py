@@ -336,6 +336,27 @@ def test_list_pages_newest_first_and_counts_a_filter(uc: UseCases) -> None:
     assert list(field_errors(exc.value).values()) == ["unknown_field"]
 
 
+def test_a_sort_the_store_would_do_in_memory_over_too_many_records_is_refused(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    from record_service.store.planner import MAX_SORTED_ROWS
+
+    ids = [uc.records.create(ADMIN, "customer", {"customer_name": n, "level": "A"})["id"] for n in ("乙", "甲")]
+    by_name = {"field": "customer_name", "direction": "asc"}
+    assert len(uc.listing.list_records(ADMIN, "customer", sort=by_name).records) == 2
+    repo.counters[f"order|{TENANT}|{CUSTOMER.id}"] = MAX_SORTED_ROWS + 1  # as if the form held that many
+
+    with pytest.raises(ValidationFailed) as exc:
+        uc.listing.list_records(ADMIN, "customer", sort=by_name)
+    [error] = exc.value.errors
+    assert (error.field, error.rule) == ("sort[0].field", "sort_too_large")
+    assert "customer_name" in error.message and "50,000" in error.message
+    # the creation order and a filter the estimate finds selective still list
+    assert len(uc.listing.list_records(ADMIN, "customer").records) == 2
+    flt = {"field": "level", "op": "eq", "value": "A"}
+    assert {r["id"] for r in uc.listing.list_records(ADMIN, "customer", tree=flt, sort=by_name).records} == set(ids)
+
+
 # ---------------------------------------------------------------- history
 
 

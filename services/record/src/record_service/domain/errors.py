@@ -48,6 +48,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_filter": {"zh-CN": "筛选条件格式错误", "en": "Malformed filter"},
     "invalid_value": {"zh-CN": "筛选值无效：{error}", "en": "Invalid filter value: {error}"},
     "not_sortable": {"zh-CN": "不能按此字段排序：{field}", "en": "Cannot sort by this field: {field}"},
+    "sort_too_large": {
+        "zh-CN": "按 {field} 排序需要更少的记录：约 {estimate} 条匹配，最多 {max} 条；"
+        "请添加筛选条件，或按创建时间、日期或数字字段排序",
+        "en": "Sorting by {field} needs fewer records: about {estimate} match, at most {max}; add a filter, or sort by "
+        "the creation time or a date or number field",
+    },
     "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
     "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
     "not_deleted": {"zh-CN": "记录未被删除", "en": "The record is not deleted"},

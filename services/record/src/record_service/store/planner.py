@@ -81,6 +81,10 @@ from record_service.domain.query import (
 from record_service.domain.repository import RecordRepository
 
 KEYWORD_PROBES = 6  # tokens of a long keyword sampled to pick the rarest
+MAX_SORTED_ROWS = 50_000
+"""Records the store may sort in memory for one page (a sort that cannot be read in windows: a text, select or
+stage field). SecantusDB reads the whole range into memory first (1,048,576 records took it past 23 GB and the
+OOM killer); MongoDB refuses an in-memory sort over 100 MB. Above it the list is a 422 asking for a filter."""
 KEYWORD_PROBE_LIMIT = 200
 Coerce = Callable[[dict[str, Any], str, Any], Any]
 
@@ -106,6 +110,7 @@ class QueryPlan:
     access: AccessFilter | None = None
 
     axis: str = ""  # set by by_value(): the sort field's value axis (date, datetime, number)
+    locale: str = "zh-CN"  # of the caller, for an error found while reading (a sort too large)
     # the per-value counts (query.facet) whose sum is the count, when the pushed condition is eq/in on a select,
     # stage or boolean field and nothing else is checked
     facets: tuple[str, ...] = ()
@@ -353,6 +358,7 @@ def plan_query(
     plan.acl_predicate = acl_predicate
     plan.access = access
     plan.facets = _facets(form, plan.lifted)
+    plan.locale = loc
     if cursor:
         value, last_id = decode_cursor(cursor, spec, loc)
         if spec.natural and not (
@@ -705,6 +711,7 @@ class StoreQueries:
                 plan, lambda lo, hi: self.repo.find({**partitioned.pushed, "kp": {"$gte": lo, "$lt": hi}})
             )
             return [dict(d) for d in selected], more
+        self._refuse_a_large_sort(form, plan, axis)
         sort_spec = plan.sort.mongo()
         if plan.push_limit:
             rows = list(self.repo.find(plan.find_filter(), sort=sort_spec, limit=plan.page_size + 1))
@@ -801,6 +808,28 @@ class StoreQueries:
             plan, fetch, lambda: self.repo.find({**plan.pushed, path: None}), (low, high), rows
         )
         return [dict(d) for d in selected], more
+
+    def _refuse_a_large_sort(self, form: FormSchema, plan: QueryPlan, axis: str) -> None:
+        """Raise `sort_too_large` when the store would sort more than MAX_SORTED_ROWS records in memory.
+
+        Only a sort on a field without a value axis gets here unbounded; the matches of the pushed condition
+        are estimated (the form's size when nothing is pushed). A scoped user's own records (`access`) are
+        not estimated: the acl index has no partition to sample."""
+        if plan.sort.in_order or plan.sort.natural or axis or plan.pushed_kind == "access":
+            return
+        if plan.pushed_kind == "none":
+            estimate = self.repo.last_order(str(plan.base["tenant_id"]), form.id)
+        else:
+            estimate = self._estimate(plan)
+        if estimate > MAX_SORTED_ROWS:
+            raise invalid(
+                "sort[0].field",
+                "sort_too_large",
+                plan.locale,
+                field=plan.sort.field,
+                estimate=f"{estimate:,}",
+                max=f"{MAX_SORTED_ROWS:,}",
+            )
 
     def _estimate(self, plan: QueryPlan) -> int:
         """Matches of the pushed field condition, from one partition of its (field, kp) index (x 256)."""
