@@ -81,11 +81,11 @@ from record_service.domain.query import (
 from record_service.domain.repository import RecordRepository
 
 KEYWORD_PROBES = 6  # tokens of a long keyword sampled to pick the rarest
+KEYWORD_PROBE_LIMIT = 200
 MAX_SORTED_ROWS = 50_000
 """Records the store may sort in memory for one page (a sort that cannot be read in windows: a text, select or
 stage field). SecantusDB reads the whole range into memory first (1,048,576 records took it past 23 GB and the
 OOM killer); MongoDB refuses an in-memory sort over 100 MB. Above it the list is a 422 asking for a filter."""
-KEYWORD_PROBE_LIMIT = 200
 Coerce = Callable[[dict[str, Any], str, Any], Any]
 
 
