@@ -120,6 +120,30 @@ def test_create_stores_the_record_its_claim_its_number_and_one_history_entry_in_
     assert second["data"]["code"] == "KH-0002"
 
 
+def test_a_create_repeated_with_its_idempotency_key_returns_the_first_record_and_writes_nothing(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    first = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"}, idempotency_key="evt-1:auto-1:0")
+    again = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"}, idempotency_key="evt-1:auto-1:0")
+
+    assert again["id"] == first["id"]
+    assert len(repo.records) == 1 and len(repo.history) == 1
+    other = uc.records.create(ADMIN, "customer", {"customer_name": "北京远景"}, idempotency_key="evt-2:auto-1:0")
+    assert other["id"] != first["id"]
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.create(ADMIN, "customer", {"customer_name": "上海"}, idempotency_key="k" * 201)
+    assert field_errors(exc.value) == {"idempotency_key": "idempotency_key_too_long"}
+
+
+def test_a_write_by_a_service_for_an_automation_says_so_in_its_event(uc: UseCases, repo: FakeRecordRepository) -> None:
+    robot = Principal.service(TENANT, "workflow", on_behalf="automation:a1:2")
+    uc.records.create(robot, "customer", {"customer_name": "华信恒通"})
+    uc.records.create(ADMIN, "customer", {"customer_name": "北京远景"})
+
+    vias = sorted(str(e[ENVELOPE_FIELD]["data"].get("via")) for e in repo.history.values())
+    assert vias == ["None", "automation:a1:2"]
+
+
 def test_create_names_each_invalid_field(uc: UseCases, repo: FakeRecordRepository) -> None:
     with pytest.raises(ValidationFailed) as exc:
         uc.records.create(ADMIN, "customer", {"level": "Z", "amount": "lots", "colour": "red"})

@@ -72,7 +72,7 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
         """Create one record."""
         p = current_principal()
         data = parse_object(request.data_json, "data_json", p.locale)
-        record = self.uc.records.create(p, request.form_id, data, request.owner_id)
+        record = self.uc.records.create(p, request.form_id, data, request.owner_id, request.idempotency_key)
         return record_pb2.CreateRecordResponse(record_json=dumps(record))
 
     def BulkCreateRecords(self, request: Any, context: Any) -> Any:  # noqa: N802

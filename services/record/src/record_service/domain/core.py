@@ -310,6 +310,9 @@ class RecordCore:
         payload = {"record_id": doc["_id"], "form_id": doc["form_id"], **data}
         payload.setdefault("owner_id", doc.get("owner_id"))
         payload.setdefault("department_id", doc.get("department_id"))
+        if principal.kind == "service" and principal.on_behalf:
+            # what a service acted for (e.g. "automation:<id>:<depth>"): the workflow cuts loops by it
+            payload["via"] = principal.on_behalf
         return history_document(
             event_type,
             tenant_id=principal.tenant_id,

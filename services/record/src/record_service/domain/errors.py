@@ -100,6 +100,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "not_mergeable": {"zh-CN": "计算字段不能选择来源：{field}", "en": "A computed field has no source: {field}"},
     "attachment_not_found": {"zh-CN": "文件不存在：{ref}", "en": "File not found: {ref}"},
     "file_required": {"zh-CN": "文件内容为空", "en": "The file is empty"},
+    "idempotency_key_too_long": {
+        "zh-CN": "幂等键长度不能超过 {max_length}",
+        "en": "The idempotency key must be at most {max_length} long",
+    },
     "file_too_large_global": {
         "zh-CN": "文件「{name}」超过 {max_mb} MiB 的上限",
         "en": "The file {name} is larger than {max_mb} MiB",

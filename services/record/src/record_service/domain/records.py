@@ -21,13 +21,17 @@ from crm_runtime.errors import ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.domain import errors as rerr
 from record_service.domain.access import input_errors
-from record_service.domain.core import Loaded, RecordCore
+from record_service.domain.core import Loaded, RecordCore, unique_key
 from record_service.domain.files import attachment_ids
 from record_service.domain.rendering import Renderer
-from record_service.domain.repository import RecordQueries, Transaction
+from record_service.domain.repository import RecordQueries, Transaction, UniqueTaken
 from record_service.events import RECORD_CREATED, RECORD_DELETED, RECORD_OWNER_CHANGED, RECORD_RESTORED, RECORD_UPDATED
 
 Doc = dict[str, Any]
+
+
+IDEMPOTENCY_FIELD = "~idempotency"  # the claim namespace of idempotency keys (no field key starts with "~")
+MAX_IDEMPOTENCY_KEY = 200
 
 
 class Records:
@@ -38,10 +42,27 @@ class Records:
         self.renderer = renderer
         self.queries = queries
 
-    def create(self, principal: Principal, form_ref: str, data: Any, owner_id: str = "") -> Doc:
-        """Validate and store one record with its history/outbox entry; returns the API record."""
+    def create(
+        self, principal: Principal, form_ref: str, data: Any, owner_id: str = "", idempotency_key: str = ""
+    ) -> Doc:
+        """Validate and store one record with its history/outbox entry; returns the API record.
+
+        With an `idempotency_key`, a create repeated with the same key (a retry, an event delivered
+        again) returns the record the first one made instead of a second record: the key is claimed
+        in the same transaction as the record, like a unique value.
+        """
         form = self.core.form(principal, form_ref)
         self.core.require(principal, form, "create")
+        idem = ""
+        if idempotency_key:
+            if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+                raise rerr.invalid(
+                    "idempotency_key", "idempotency_key_too_long", principal.locale, max_length=MAX_IDEMPOTENCY_KEY
+                )
+            idem = unique_key(principal.tenant_id, form.id, IDEMPOTENCY_FIELD, idempotency_key)
+            holder = self.core.repo.unique_holder(idem)
+            if holder:
+                return self.get(principal, holder)
         now = self.core.clock()
         ctx = self.core.context(principal, now)
         if not isinstance(data, Mapping):
@@ -70,6 +91,8 @@ class Records:
             doc = self.core.new_doc(principal, form, record_id, values, owner, now, seq)
             doc.update(self.core.search_fields(form, values))
             claims = self.core.unique_claims(form, principal.tenant_id, record_id, values)
+            if idem:
+                claims.append((idem, record_id))
             if claims:
                 tx.claim_uniques(claims)
             tx.insert_records([doc])
@@ -85,7 +108,14 @@ class Records:
             tx.insert_history([entry])
             return doc
 
-        doc = self.core.write(txn, principal, form)
+        try:
+            doc = self.core.repo.transaction(txn)
+        except UniqueTaken as taken:
+            holder = self.core.repo.unique_holder(idem) if idem and taken.key == idem else None
+            if holder:
+                # the same key created it a moment ago (a concurrent retry)
+                return self.get(principal, holder)
+            raise self.core.unique_conflict(principal, form, taken) from None
         self.queries.written(principal.tenant_id, form, [doc["data"]])
         return self.renderer.render_one(principal, Loaded(doc, form), ctx, computed=False)
 
