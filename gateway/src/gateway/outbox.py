@@ -7,7 +7,10 @@ gateway relay` publishes pending envelopes to the `gateway.events` exchange
 with publisher confirms (crm_runtime.events.OutboxRelay) and marks them sent.
 
     outbox document: {_id: <event id>, tenant_id, event: <envelope>, published: false}
-    envelope data:   {user_id, username, name, department_id, active}
+    envelope data:   {user_id, username, name, department_id, active, manager_id, roles, email}
+
+The workflow service keeps its own replica too (owners' managers, role members,
+department members and e-mail addresses for its assignments and notifications).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DELETED = "user.deleted"
 # a change to one of these is worth a user.updated
-REPLICATED_FIELDS = ("username", "name", "department_id", "active")
+REPLICATED_FIELDS = ("username", "name", "department_id", "active", "manager_id", "roles", "email")
 
 
 def user_event_data(user: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,6 +41,9 @@ def user_event_data(user: Mapping[str, Any]) -> dict[str, Any]:
         "name": str(user.get("name") or user.get("username") or ""),
         "department_id": str(user.get("department_id") or ""),
         "active": bool(user.get("active", True)),
+        "manager_id": str(user.get("manager_id") or ""),
+        "roles": [str(r) for r in (user.get("roles") or ([user["role"]] if user.get("role") else []))],
+        "email": str(user.get("email") or ""),
     }
 
 
@@ -47,7 +53,9 @@ def user_event(event_type: str, user: Mapping[str, Any], actor: str = "system") 
     return {"_id": envelope["id"], "tenant_id": envelope["tenant_id"], ENVELOPE_FIELD: envelope, "published": False}
 
 
-BACKFILL_FLAG = "user_directory_backfill"
+# ":2": the events gained manager_id, roles and email (the workflow's replica), so installs that
+# backfilled before send every user once more
+BACKFILL_FLAG = "user_directory_backfill:2"
 
 
 def backfill_user_directory(store: GatewayStore) -> int:

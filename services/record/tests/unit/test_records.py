@@ -48,6 +48,12 @@ FIELDS: tuple[dict[str, Any], ...] = (
     },
     {"key": "amount", "type": "money", "label": {"zh-CN": "金额", "en": "Amount"}},
     {"key": "code", "type": "auto_number", "label": {"zh-CN": "编号", "en": "Code"}, "pattern": "KH-{0000}"},
+    {
+        "key": "last_contacted_at",
+        "type": "datetime",
+        "label": {"zh-CN": "最后联系时间", "en": "Last contacted"},
+        "read_only": True,
+    },
 )
 CUSTOMER = FormSchema("form-customer", "customer", TENANT, 1, "customer_name", FIELDS)
 ADMIN = Principal(tenant_id=TENANT, user_id="u-admin", role="admin", department_id="d-1", locale="en")
@@ -142,6 +148,25 @@ def test_a_write_by_a_service_for_an_automation_says_so_in_its_event(uc: UseCase
 
     vias = sorted(str(e[ENVELOPE_FIELD]["data"].get("via")) for e in repo.history.values())
     assert vias == ["None", "automation:a1:2"]
+
+
+def test_only_the_platform_writes_a_read_only_field(uc: UseCases) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通"})
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.update(ADMIN, record["id"], {"last_contacted_at": "2026-03-01T08:00:00Z"}, 1)
+    assert field_errors(exc.value) == {"last_contacted_at": "read_only"}
+
+    robot = Principal.service(TENANT, "workflow", on_behalf="automation:a1:1")
+    updated = uc.records.update(robot, record["id"], {"last_contacted_at": "2026-03-01T08:00:00Z"}, 1)
+    assert updated["data"]["last_contacted_at"].startswith("2026-03-01T08:00:00")
+
+
+def test_a_record_a_service_creates_without_an_owner_has_none(uc: UseCases, repo: FakeRecordRepository) -> None:
+    robot = Principal.service(TENANT, "integration", on_behalf="web-form")
+    record = uc.records.create(robot, "customer", {"customer_name": "官网线索"})
+
+    assert record["owner_id"] in (None, "") and record["department_id"] in (None, "")
+    assert repo.records[record["id"]]["acl"] == []
 
 
 def test_create_names_each_invalid_field(uc: UseCases, repo: FakeRecordRepository) -> None:

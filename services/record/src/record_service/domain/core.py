@@ -203,9 +203,13 @@ class RecordCore:
         The caller themself: their own department. Anyone else must be an
         active user of the tenant in the directory (else 422 owner_invalid) that
         the caller may assign to (crm_runtime.access.may_assign_to, else 403);
-        the record's department is the owner's.
+        the record's department is the owner's. A service creating a record
+        without naming an owner (a web-form lead, an import for the pool) leaves
+        it without one: no user owns it until it is assigned or claimed.
         """
         loc = principal.locale
+        if not owner_id and principal.kind == "service":
+            return "", ""
         if not owner_id or owner_id == principal.user_id:
             return principal.user_id, principal.department_id
         user = self.directory.user(principal.tenant_id, owner_id)

@@ -69,12 +69,16 @@ class Records:
             raise rerr.invalid("data_json", "not_object", principal.locale)
         fa = self.core.access(principal, form, ctx)
         refused, allowed = input_errors(form, fa, data, principal.locale)
-        result = crm_schema.validate_data(list(form.fields), allowed, existing=None, ctx=ctx)
+        result = crm_schema.validate_data(
+            list(form.fields), allowed, existing=None, ctx=ctx, allow_read_only=principal.kind == "service"
+        )
         if result.errors and (newer := self.core.refreshed(principal, form, result.errors)) is not None:
             form = newer
             fa = self.core.access(principal, form, ctx)
             refused, allowed = input_errors(form, fa, data, principal.locale)
-            result = crm_schema.validate_data(list(form.fields), allowed, existing=None, ctx=ctx)
+            result = crm_schema.validate_data(
+                list(form.fields), allowed, existing=None, ctx=ctx, allow_read_only=principal.kind == "service"
+            )
         if refused or result.errors:
             raise ValidationFailed(refused + list(result.errors))
         owner = self.core.owner_of(principal, form, owner_id)
@@ -141,14 +145,18 @@ class Records:
         current = {k: v for k, v in stored.items() if form.field(k) is not None}
         fa = self.core.access(principal, form, ctx)
         refused, allowed = input_errors(form, fa, data, loc)
-        result = crm_schema.validate_data(list(form.fields), allowed, existing=current, ctx=ctx)
+        result = crm_schema.validate_data(
+            list(form.fields), allowed, existing=current, ctx=ctx, allow_read_only=principal.kind == "service"
+        )
         if result.errors and (newer := self.core.refreshed(principal, form, result.errors)) is not None:
             form = newer
             fa = self.core.access(principal, form, ctx)
             loaded = Loaded(doc, form, fa)
             current = {k: v for k, v in stored.items() if form.field(k) is not None}
             refused, allowed = input_errors(form, fa, data, loc)
-            result = crm_schema.validate_data(list(form.fields), allowed, existing=current, ctx=ctx)
+            result = crm_schema.validate_data(
+                list(form.fields), allowed, existing=current, ctx=ctx, allow_read_only=principal.kind == "service"
+            )
         if refused or result.errors:
             raise ValidationFailed(refused + list(result.errors))
         changed = {k: v for k, v in result.values.items() if k not in stored or stored[k] != v}
