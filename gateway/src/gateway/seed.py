@@ -7,6 +7,17 @@ installation (a `meta` flag), a user.updated event per existing user fills
 the record service's directory replica.
 The admin password comes from CRM_ADMIN_PASSWORD or is generated once into
 <CRM_DATA_DIR>/admin-password (mode 600) and re-used; only that path is logged.
+
+With the CRM template, the default tenant gets the organisation its approvals
+and automations name (docs: CRM_TEMPLATE.md): the department 客服部, the roles
+sales_director, finance_director and customer_service, and the users gm,
+sales_manager, sales1, sales2, cfo and support. It is ordinary data made
+through the same Departments, Roles and Users a tenant admin uses, and each
+item is made at most once (`meta` {_id: "seed:organisation:<tenant>"} names
+what was made): a second start makes nothing, and what an admin edited,
+renamed or deleted since stays so. An item an admin made first under the same
+username or role key is taken as it is. The users' passwords are random and
+kept nowhere: nobody logs in as them until an admin resets the password.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +33,13 @@ from typing import Any
 import grpc
 
 from crm.form.v1 import form_pb2
+from crm_runtime.errors import Conflict
 from crm_runtime.logging import get_logger
 from crm_runtime.principal import Principal
 from gateway.clients import ServiceClient
 from gateway.departments import Departments
 from gateway.outbox import backfill_user_directory
-from gateway.passwords import Passwords
+from gateway.passwords import Passwords, generate_password
 from gateway.roles import Roles
 from gateway.settings import Settings
 from gateway.store import GatewayStore
@@ -45,16 +57,123 @@ DEPARTMENTS: list[tuple[str, list[str]]] = [
     ("财务部", []),
 ]
 
+# --- the organisation of the CRM template (seed_organisation)
+
+# (stable key in the seed's record, name) of the root departments the organisation adds, after DEPARTMENTS
+ORGANISATION_DEPARTMENTS: list[tuple[str, str]] = [("customer_service", "客服部")]
+
+_SALES_WORK = ["view", "create", "edit", "export", "assign", "claim", "approve"]
+ORGANISATION_ROLES: dict[str, dict[str, Any]] = {
+    "sales_director": {
+        "name": {"zh-CN": "销售总监", "en": "Sales director"},
+        "description": {
+            "zh-CN": "全部销售数据（客户、联系人、线索、商机、跟进、报价单、合同、任务、目标），"
+            "审批报价单和合同；回款只读",
+            "en": "All sales data (customers, contacts, leads, opportunities, follow-ups, quotations, contracts, "
+            "tasks, targets), approves quotations and contracts; payments read-only",
+        },
+        "permissions": {
+            "default": {"actions": ["view", "export"], "scope": "department_tree"},
+            "forms": {
+                **{
+                    form: {"actions": _SALES_WORK, "scope": "all"}
+                    for form in (
+                        "customer",
+                        "contact",
+                        "lead",
+                        "opportunity",
+                        "follow_up",
+                        "quotation",
+                        "contract",
+                        "task",
+                        "sales_target",
+                    )
+                },
+                "payment": {"actions": ["view", "export"], "scope": "all"},
+                "payment_plan": {"actions": ["view", "export"], "scope": "all"},
+            },
+        },
+    },
+    "finance_director": {
+        "name": {"zh-CN": "财务总监", "en": "Finance director"},
+        "description": {
+            "zh-CN": "全部合同、报价单、回款和回款计划，审批合同和报价单，登记回款；客户、销售目标只读",
+            "en": "All contracts, quotations, payments and payment plans, approves contracts and quotations, "
+            "records payments; customers and sales targets read-only",
+        },
+        "permissions": {
+            "default": {"actions": [], "scope": "own"},
+            "forms": {
+                "contract": {"actions": ["view", "export", "approve"], "scope": "all"},
+                "quotation": {"actions": ["view", "export", "approve"], "scope": "all"},
+                "payment": {"actions": ["view", "create", "edit", "delete", "export", "import"], "scope": "all"},
+                "payment_plan": {"actions": ["view", "create", "edit", "export"], "scope": "all"},
+                "customer": {"actions": ["view"], "scope": "all"},
+                "sales_target": {"actions": ["view", "export"], "scope": "all"},
+            },
+        },
+    },
+    "customer_service": {
+        "name": {"zh-CN": "客服", "en": "Customer service"},
+        "description": {
+            "zh-CN": "全部服务工单（处理、分派、领取）；查看客户、联系人，查看和填写跟进记录",
+            "en": "All service tickets (handle, assign, claim); customers and contacts read-only, "
+            "follow-ups read and written",
+        },
+        "permissions": {
+            "default": {"actions": [], "scope": "own"},
+            "forms": {
+                "ticket": {"actions": ["view", "create", "edit", "export", "assign", "claim"], "scope": "all"},
+                "customer": {"actions": ["view"], "scope": "all"},
+                "contact": {"actions": ["view"], "scope": "all"},
+                "follow_up": {"actions": ["view", "create"], "scope": "all"},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class OrganisationUser:
+    """A user the CRM template's processes name; `department` is the path of names from the root."""
+
+    username: str
+    name: str
+    department: tuple[str, ...]
+    roles: tuple[str, ...]
+    manager: str = ""  # the manager's username (seeded before this user)
+
+
+ORGANISATION_USERS: tuple[OrganisationUser, ...] = (
+    OrganisationUser("gm", "总经理", ("总经理办公室",), ("manager",)),
+    OrganisationUser("sales_manager", "销售经理", ("销售部",), ("manager",), manager="gm"),
+    OrganisationUser("sales1", "销售代表一", ("销售部", "销售一组"), ("sales",), manager="sales_manager"),
+    OrganisationUser("sales2", "销售代表二", ("销售部", "销售一组"), ("sales",), manager="sales_manager"),
+    OrganisationUser("cfo", "财务总监", ("财务部",), ("manager", "finance_director"), manager="gm"),
+    OrganisationUser("support", "客服", ("客服部",), ("sales", "customer_service")),
+)
+
+
+@dataclass
+class OrganisationResult:
+    """What seed_organisation made this time (empty on every later start)."""
+
+    departments: dict[str, str] = field(default_factory=dict)  # name -> id
+    roles: list[str] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)  # username -> id
+
 
 @dataclass
 class SeedResult:
-    """What the seed did."""
+    """What the seed did; `settings` is what seed_directory ran with, for the steps after it."""
 
     tenant_id: str
     admin_id: str
     admin_created: bool
     password_file: Path | None
     template_installed: bool
+    settings: Settings | None = field(default=None, repr=False)
+    organisation: OrganisationResult | None = None
 
 
 def admin_password(settings: Settings, *, create: bool) -> tuple[str | None, Path | None]:
@@ -125,7 +244,91 @@ def seed_directory(settings: Settings, store: GatewayStore) -> SeedResult:
     backfilled = backfill_user_directory(store)
     if backfilled:
         log.info("user_directory_backfill", events=backfilled)
-    return SeedResult(DEFAULT_TENANT, admin["_id"], created, path, False)
+    return SeedResult(DEFAULT_TENANT, admin["_id"], created, path, False, settings)
+
+
+def _department_id(docs: list[dict[str, Any]], path: tuple[str, ...]) -> str:
+    """The id of the department at `path` (names from the root), or "" when there is none (renamed, deleted)."""
+    parent = ""
+    for name in path:
+        found = next((d for d in docs if d.get("parent_id", "") == parent and d["name"] == name), None)
+        if found is None:
+            return ""
+        parent = found["_id"]
+    return parent
+
+
+def seed_organisation(settings: Settings, store: GatewayStore, tenant_id: str = DEFAULT_TENANT) -> OrganisationResult:
+    """The departments, roles and users the CRM template's approvals and automations name, each made once.
+
+    See the module docstring. Users are made through Users.create (so their
+    user.created events reach the record service's directory); a role of a
+    user's list the tenant no longer has is left out of it.
+    """
+    record_id = f"seed:organisation:{tenant_id}"
+    made: dict[str, Any] = store.meta.find_one({"_id": record_id}) or {}
+
+    def remember(kind: str, key: str, value: str) -> None:
+        store.meta.update_one({"_id": record_id}, {"$set": {f"{kind}.{key}": value}}, upsert=True)
+
+    result = OrganisationResult()
+    departments = Departments(store)
+    for sort, (key, name) in enumerate(ORGANISATION_DEPARTMENTS, start=len(DEPARTMENTS)):
+        if key not in made.get("departments", {}):
+            department = departments.ensure(tenant_id, name, None, sort)
+            remember("departments", key, department["_id"])
+            result.departments[name] = department["_id"]
+
+    roles = Roles(store)
+    for key, spec in ORGANISATION_ROLES.items():
+        if key in made.get("roles", {}):
+            continue
+        if roles.find(tenant_id, key) is None:
+            try:
+                roles.create(tenant_id, {"key": key, **spec})
+                result.roles.append(key)
+            except Conflict:  # a concurrent seed made it
+                pass
+        remember("roles", key, key)
+
+    passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    users = Users(store, departments, passwords, TokenService(store, settings.jwt_secret), roles)
+    tree = departments.all(tenant_id)
+    for person in ORGANISATION_USERS:
+        if person.username in made.get("users", {}):
+            continue
+        doc = users.by_username(tenant_id, person.username)
+        if doc is None:
+            keys = [k for k in person.roles if roles.find(tenant_id, k) is not None]
+            if not keys:
+                log.warning("organisation_user_without_roles", username=person.username, roles=list(person.roles))
+                continue
+            manager = users.by_username(tenant_id, person.manager) if person.manager else None
+            spec = {
+                "username": person.username,
+                "name": person.name,
+                "password": generate_password(32),  # known to nobody: an admin resets it to hand the account over
+                "roles": keys,
+                "department_id": _department_id(tree, person.department),
+                "manager_id": manager["_id"] if manager else "",
+                "active": True,  # owners, assignees and approvers must be active users
+            }
+            try:
+                doc = users.create(tenant_id, spec)
+                result.users[person.username] = doc["_id"]
+            except Conflict:  # a concurrent seed made it
+                doc = users.by_username(tenant_id, person.username)
+        if doc is not None:
+            remember("users", person.username, doc["_id"])
+    if result.departments or result.roles or result.users:
+        log.info(
+            "organisation_seeded",
+            tenant=tenant_id,
+            departments=sorted(result.departments),
+            roles=result.roles,
+            users=sorted(result.users),
+        )
+    return result
 
 
 def install_template(form: ServiceClient, principal: Principal, *, timeout: float = 60.0, template: str = "crm") -> Any:
@@ -147,7 +350,14 @@ def install_template(form: ServiceClient, principal: Principal, *, timeout: floa
 def install_crm_template(
     store: GatewayStore, result: SeedResult, form: ServiceClient, *, timeout: float = 60.0
 ) -> SeedResult:
-    """Install the CRM template as the seeded admin."""
+    """The CRM template of the seeded tenant: the organisation it names (seed_organisation), then its forms.
+
+    The organisation comes first: it needs only the store, so a form service
+    that does not answer (or a template form a user's form holds the key of)
+    does not keep it from being made.
+    """
+    if result.settings is not None:
+        result.organisation = seed_organisation(result.settings, store, result.tenant_id)
     admin = store.users.find_one({"_id": result.admin_id}) or {}
     principal = Principal(
         tenant_id=result.tenant_id,

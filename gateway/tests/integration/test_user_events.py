@@ -33,12 +33,19 @@ def test_user_writes_enqueue_directory_events(client: Any, helpers: Any, admin_t
         json={"username": "zhou", "name": "周", "password": "Secret-123", "department_id": depts["财务部"]},
         headers=h,
     ).get_json()
-    client.patch(f"/api/v1/users/{user['id']}", json={"email": "z@example.com"}, headers=h)  # not replicated
+    client.patch(f"/api/v1/users/{user['id']}", json={"phone": "13800138000"}, headers=h)  # not replicated
+    client.patch(f"/api/v1/users/{user['id']}", json={"email": "z@example.com"}, headers=h)  # the workflow's mail
     client.patch(f"/api/v1/users/{user['id']}", json={"department_id": depts["销售部"]}, headers=h)
     client.patch(f"/api/v1/users/{user['id']}", json={"active": False}, headers=h)
     client.delete(f"/api/v1/users/{user['id']}", headers=h)
     events = _events(gw_store)
-    assert [e["type"] for e in events] == ["user.created", "user.updated", "user.updated", "user.deleted"]
+    assert [e["type"] for e in events] == [
+        "user.created",
+        "user.updated",
+        "user.updated",
+        "user.updated",
+        "user.deleted",
+    ]
     assert all(e["source"] == "gateway" and e["tenant_id"] == "default" and e["actor"] == admin_id for e in events)
     assert events[0]["data"] == {
         "user_id": user["id"],
@@ -46,10 +53,14 @@ def test_user_writes_enqueue_directory_events(client: Any, helpers: Any, admin_t
         "name": "周",
         "department_id": depts["财务部"],
         "active": True,
+        "manager_id": "",
+        "roles": ["sales"],
+        "email": "",
     }
-    assert events[1]["data"]["department_id"] == depts["销售部"]
-    assert events[2]["data"]["active"] is False
-    assert events[3]["data"]["user_id"] == user["id"]
+    assert events[1]["data"]["email"] == "z@example.com"
+    assert events[2]["data"]["department_id"] == depts["销售部"]
+    assert events[3]["data"]["active"] is False
+    assert events[4]["data"]["user_id"] == user["id"]
     assert all(d["published"] is False for d in gw_store.outbox.find({}))
 
 

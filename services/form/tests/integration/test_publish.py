@@ -132,7 +132,7 @@ def test_relation_keys_resolve_to_ids_at_publish(as_admin: Any) -> None:
     assert doc["fields"][1]["relation"]["form_id"] == customer["id"]
 
 
-def test_install_template_twice_is_idempotent_and_publishes_eight_forms(
+def test_install_template_twice_is_idempotent_and_publishes_every_form(
     as_admin: Any, as_sales: Any, events: Any
 ) -> None:
     first = as_admin("InstallTemplate", form_pb2.InstallTemplateRequest(template="crm"))
@@ -144,9 +144,12 @@ def test_install_template_twice_is_idempotent_and_publishes_eight_forms(
 
     forms = [json.loads(f) for f in as_sales("ListForms", form_pb2.ListFormsRequest(app_id=app["id"])).forms_json]
     keys = {f["key"] for f in forms}
-    assert keys == {"customer", "contact", "opportunity", "follow_up", "contract", "payment", "ticket", "task"}
+    assert keys == {
+        *("customer", "contact", "opportunity", "follow_up", "contract", "payment", "ticket", "task"),
+        *("lead", "quotation", "payment_plan", "sales_target"),
+    }
     assert all(f["published_version"] == 1 for f in forms)
-    got = events.wait(lambda r: len(r) >= 8)
+    got = events.wait(lambda r: len(r) >= 12)
     assert sorted(e["data"]["key"] for e in got) == sorted(keys)
 
     ids = {f["key"]: f["id"] for f in forms}
@@ -160,6 +163,42 @@ def test_install_template_twice_is_idempotent_and_publishes_eight_forms(
     )
     stage = next(f for f in opportunity["fields"] if f["key"] == "stage")
     assert [(o["value"], o["probability"]) for o in stage["options"]][:2] == [("new_lead", 10), ("initial_contact", 20)]
+
+
+def test_install_template_upgrades_an_install_of_the_older_template(
+    form_server: FormServer, tenant: str, as_admin: Any, events: Any
+) -> None:
+    from crm_runtime.principal import Principal
+    from form_service.domain.service import FormEngine
+    from form_service.store.repository import MongoFormRepository
+    from form_service.templates import load_template
+
+    old = load_template("crm")
+    assert old is not None
+    old["forms"] = old["forms"][:8]
+    for form in old["forms"]:
+        form["fields"] = [f for f in form["fields"] if f["key"] not in ("first_contacted_on", "call_minutes")]
+    engine = FormEngine(MongoFormRepository(OutboxDocument._get_collection().database))
+    engine.install_template(Principal(tenant_id=tenant, user_id="u-admin", role="admin"), old)
+    events.wait(lambda r: len(r) >= 8)
+
+    assert as_admin("InstallTemplate", form_pb2.InstallTemplateRequest(template="crm")).created is False
+    got = events.wait(lambda r: len(r) >= 14)
+    assert sorted((e["data"]["key"], e["data"]["version"]) for e in got[8:]) == [
+        ("customer", 2),
+        ("follow_up", 2),
+        ("lead", 1),
+        ("payment_plan", 1),
+        ("quotation", 1),
+        ("sales_target", 1),
+    ]
+    customer = json.loads(as_admin("GetPublishedForm", form_pb2.GetPublishedFormRequest(form_id="customer")).form_json)
+    keys = [f["key"] for f in customer["fields"]]
+    assert customer["version"] == 2 and keys[keys.index("last_contacted_at") + 1] == "first_contacted_on"
+    # a third install finds nothing to do: the stored draft equals its published version
+    as_admin("InstallTemplate", form_pb2.InstallTemplateRequest(template="crm"))
+    draft = json.loads(as_admin("GetForm", form_pb2.GetFormRequest(form_id="customer")).form_json)
+    assert (draft["published_version"], OutboxDocument.objects(tenant_id=tenant).count()) == (2, 14)
 
 
 def test_unknown_template_is_not_found(as_admin: Any) -> None:

@@ -127,15 +127,15 @@ def test_install_crm_template_publishes_every_form_once(engine: FormEngine, repo
     app, created = engine.install_template(admin, template)
     assert created and app.key == "crm" and app.name["zh-CN"] == "客户关系管理"
     forms = engine.list_forms(admin, app.id)
-    assert len(forms) == 8 and all(f.published_version == 1 for f in forms)
-    assert len(repo.events) == 8
+    assert len(forms) == 12 and all(f.published_version == 1 for f in forms)
+    assert len(repo.events) == 12
     again, created_again = engine.install_template(admin, template)
     assert (again.id, created_again) == (app.id, False)
-    assert len(repo.events) == 8 and len(engine.list_forms(admin)) == 8
+    assert len(repo.events) == 12 and len(engine.list_forms(admin)) == 12
     # another tenant gets its own copy
     other = Principal(tenant_id="t2", role="admin")
     assert engine.install_template(other, template)[1] is True
-    assert len(engine.list_forms(other)) == 8
+    assert len(engine.list_forms(other)) == 12
 
 
 def test_install_template_resumes_a_partial_install(engine: FormEngine, admin: Principal) -> None:
@@ -146,14 +146,27 @@ def test_install_template_resumes_a_partial_install(engine: FormEngine, admin: P
     got, created = engine.install_template(admin, template)
     assert (got.id, created) == (app.id, False)
     assert all(f.published_version == 1 for f in engine.list_forms(admin, "crm"))
-    assert len(engine.list_forms(admin, "crm")) == 8
+    assert len(engine.list_forms(admin, "crm")) == 12
 
 
 def test_crm_template_has_the_documented_forms_and_fields() -> None:
     template = load_template("crm")
     assert template is not None
     forms = {f["key"]: {x["key"]: x for x in f["fields"]} for f in template["forms"]}
-    assert list(forms) == ["customer", "contact", "opportunity", "follow_up", "contract", "payment", "ticket", "task"]
+    assert list(forms) == [
+        "customer",
+        "contact",
+        "opportunity",
+        "follow_up",
+        "contract",
+        "payment",
+        "ticket",
+        "task",
+        "lead",
+        "quotation",
+        "payment_plan",
+        "sales_target",
+    ]
     assert forms["customer"]["customer_name"]["unique"] and forms["customer"]["customer_name"]["dedupe"]
     assert forms["contact"]["mobile"]["dedupe"] and forms["contact"]["email"]["dedupe"]
     stage = forms["opportunity"]["stage"]

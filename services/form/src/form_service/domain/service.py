@@ -262,10 +262,14 @@ class FormEngine:
     def install_template(self, principal: Principal, template: dict[str, Any]) -> tuple[App, bool]:
         """Install an app template (an app and its forms, as data) and publish every form.
 
-        Idempotent and resumable: an existing app (by key) is reused and
-        `created` is False; forms that already exist are kept, unpublished
-        ones are published. The forms go through the same create/publish use
-        cases a user calls.
+        Idempotent and resumable, and it upgrades an earlier install: an
+        existing app (by key) is reused and `created` is False; missing forms
+        are created, unpublished ones published; a published form gets the
+        template fields it lacks (`_add_template_fields`) as a new version.
+        Fields a user changed, added or removed are left as they are. The forms
+        go through the same create/update/publish use cases a user calls.
+        A template form whose key another app's form holds is left out and,
+        once the rest is done, reported as a conflict.
         """
         self._require_admin(principal)
         spec = template["app"]
@@ -277,7 +281,8 @@ class FormEngine:
                 created = True
             except Conflict:  # a concurrent install created it first
                 app = self.get_app(principal, spec["key"])
-        forms = []
+        forms: list[tuple[Form, dict[str, Any]]] = []
+        taken: list[str] = []
         for form_spec in template["forms"]:
             form = self._repo.get_form(principal.tenant_id, form_spec["key"])
             if form is None:
@@ -286,15 +291,58 @@ class FormEngine:
                 except Conflict:
                     form = self._load_form(principal, form_spec["key"])
             if form.app_id != app.id:
-                raise conflict("form_key_taken", principal.locale, key=form.key)
-            forms.append(form)
-        for form in forms:
+                taken.append(form.key)
+            else:
+                forms.append((form, form_spec))
+        # a form relating to a left-out one would relate to the other app's form of that key
+        forms = [(f, spec) for f, spec in forms if not _references(spec.get("fields", [])) & set(taken)]
+        for form, _spec in forms:
             if form.published_version == 0:
                 try:
                     self.publish_form(principal, form.id)
                 except Conflict:  # a concurrent install published it
                     pass
+        for form, form_spec in forms:
+            self._add_template_fields(principal, form.id, form_spec)
+        if taken:
+            raise conflict("form_key_taken", principal.locale, key=", ".join(taken))
         return app, created
+
+    def _add_template_fields(self, principal: Principal, form_id: str, form_spec: dict[str, Any]) -> None:
+        """Add to a published form the template fields it never had, and publish that as the next version.
+
+        A field key the form has, or ever published (`locked_types`: a user
+        removed it), is not touched. Only a draft equal to its latest version
+        is upgraded: a user's unpublished changes are never published for
+        them; such a form is upgraded by a later install, after they publish.
+        """
+        form = self._repo.get_form(principal.tenant_id, form_id)
+        if form is None or form.published_version == 0:
+            return
+        fields = _with_template_fields(form.fields, form.locked_types, form_spec.get("fields", []))
+        if fields is None or not self._draft_is_published(principal, form):
+            return
+        # the user's own changes may not fit the new fields (e.g. a formula naming a field they removed): then
+        # the form is left as it is rather than given a draft that cannot be published
+        if definition_errors(fields, principal.locale) or self._resolve_references(
+            principal, form, copy.deepcopy(fields)
+        ):
+            return
+        try:
+            self.update_form(principal, form.id, {"fields": fields}, expected_revision=form.revision)
+            self.publish_form(principal, form.id)
+        except Conflict:  # a user or a concurrent install changed it meanwhile: the next install looks again
+            pass
+
+    def _draft_is_published(self, principal: Principal, form: Form) -> bool:
+        """True when the draft holds nothing unpublished (same name, title field and fields as its latest version)."""
+        version = self._repo.get_version(principal.tenant_id, form.id, form.published_version)
+        if version is None:
+            return False
+        fields = copy.deepcopy(form.fields)
+        self._resolve_references(principal, form, fields)  # the version holds target ids where the draft has keys
+        title_field = form.title_field or rules.default_title_field(form.fields)
+        return (version.name, version.title_field, version.fields) == (form.name, title_field, fields)
 
     # -------------------------------------------------------------- helpers
 
@@ -388,6 +436,41 @@ class FormEngine:
         if ref in (form.id, form.key):
             return form
         return self._repo.get_form(principal.tenant_id, ref)
+
+
+def _with_template_fields(
+    draft: list[dict[str, Any]], locked: dict[str, str], template_fields: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """`draft` plus the template fields whose key it neither has nor ever published, or None when there are none.
+
+    Each added field goes right after the template field before it (where the
+    draft still has that one), else at the end.
+    """
+    fields = copy.deepcopy(draft)
+    keys = {f.get("key") for f in fields}
+    previous = ""
+    added = False
+    for spec in template_fields:
+        key = spec.get("key")
+        if key not in keys and key not in locked:
+            at = next((i + 1 for i, f in enumerate(fields) if previous and f.get("key") == previous), len(fields))
+            fields.insert(at, copy.deepcopy(spec))
+            keys.add(key)
+            added = True
+        if key in keys:
+            previous = str(key)
+    return fields if added else None
+
+
+def _references(fields: list[dict[str, Any]]) -> set[str]:
+    """The form ids or keys that relation and rollup fields (sub-table ones too) name."""
+    out = set()
+    for _path, field in rules.walk_fields(fields):
+        for prop in ("relation", "rollup"):
+            target = field.get(prop)
+            if isinstance(target, dict) and target.get("form_id"):
+                out.add(str(target["form_id"]))
+    return out
 
 
 def _object_id() -> str:
