@@ -1,4 +1,9 @@
-"""Fixtures for the gateway's tests: fakes of our ServiceClient interface and a real SecantusDB."""
+"""Fixtures for the gateway's tests: fakes of our ServiceClient interface and a real SecantusDB.
+
+`app` / `client` run the gateway over fake services and the real store (integration tests);
+`unit_app` / `unit_client` over fake services and no store at all, each token of
+`unit_tokens` standing for a signed-in user (unit tests of routes).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ if getattr(sys.modules.get("gateway"), "__file__", None) is None:
     sys.modules.pop("gateway", None)
     import gateway  # noqa: F401,E402 - the installed package (gateway/src/gateway)
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,6 +117,12 @@ def record_service() -> FakeService:
 
 
 @pytest.fixture
+def workflow_service() -> FakeService:
+    """A fake WorkflowService."""
+    return FakeService("workflow")
+
+
+@pytest.fixture
 def gw_store(settings: Any) -> Iterator[Any]:
     """The gateway's database for this test, seeded (tenant, departments, admin)."""
     from gateway.seed import seed_directory
@@ -124,7 +136,9 @@ def gw_store(settings: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(settings: Any, gw_store: Any, form_service: FakeService, record_service: FakeService) -> Any:
+def app(
+    settings: Any, gw_store: Any, form_service: FakeService, record_service: FakeService, workflow_service: FakeService
+) -> Any:
     """A gateway app over fakes and the real store."""
     from gateway import create_app
     from gateway.clients import Services
@@ -133,7 +147,7 @@ def app(settings: Any, gw_store: Any, form_service: FakeService, record_service:
         {
             "GATEWAY_SETTINGS": settings,
             "GATEWAY_STORE": gw_store,
-            "GATEWAY_SERVICES": Services(form=form_service, record=record_service),
+            "GATEWAY_SERVICES": Services(form=form_service, record=record_service, workflow=workflow_service),
             "TESTING": True,
         }
     )
@@ -143,6 +157,77 @@ def app(settings: Any, gw_store: Any, form_service: FakeService, record_service:
 def client(app: Any) -> Any:
     """Flask test client."""
     return app.test_client()
+
+
+UNIT_ADMIN_TOKEN = "unit-admin-token"
+UNIT_SALES_TOKEN = "unit-sales-token"
+
+
+def _unit_identity(user_id: str, role: str, name: str) -> Any:
+    from crm_runtime.principal import Principal
+    from gateway.auth import Identity
+    from gateway.tokens import Claims
+
+    principal = Principal(
+        tenant_id="default", user_id=user_id, role=role, roles=(role,), user_name=name, session_id=f"s-{user_id}"
+    )
+    claims = Claims("default", user_id, role, "", name, principal.session_id)
+    user = {"_id": user_id, "tenant_id": "default", "username": name, "roles": [role], "active": True}
+    return Identity(claims, user, principal)
+
+
+@pytest.fixture
+def unit_tokens() -> dict[str, Any]:
+    """Access token -> the gateway.auth.Identity it stands for in `unit_app` (add more as a test needs)."""
+    return {
+        UNIT_ADMIN_TOKEN: _unit_identity("u-admin", "admin", "admin"),
+        UNIT_SALES_TOKEN: _unit_identity("u-sales", "sales", "sales"),
+    }
+
+
+@pytest.fixture
+def unit_app(
+    monkeypatch: pytest.MonkeyPatch,
+    unit_tokens: dict[str, Any],
+    form_service: FakeService,
+    record_service: FakeService,
+    workflow_service: FakeService,
+) -> Any:
+    """A gateway app over fake services and no store: a route's own behaviour, without SecantusDB.
+
+    Authentication is replaced at its one function, gateway.auth.authenticate: a token of
+    `unit_tokens` is its identity (with the request's locale and id), any other token or none is
+    refused, as an unknown session is. The real check runs in the integration tests over a real store.
+    """
+    from unittest.mock import MagicMock
+
+    from gateway import auth, create_app
+    from gateway.clients import Services
+    from gateway.settings import Settings
+
+    def authenticate(_gw: Any, token: str, *, locale: str = "zh-CN", request_id: str = "") -> Any:
+        identity = unit_tokens.get(token)
+        if identity is None:
+            return None
+        principal = dataclasses.replace(identity.principal, locale=locale, request_id=request_id)
+        return dataclasses.replace(identity, principal=principal)
+
+    monkeypatch.setattr(auth, "authenticate", authenticate)
+    return create_app(
+        {
+            "GATEWAY_SETTINGS": Settings(jwt_secret="unit-test-secret-0123456789"),
+            "GATEWAY_STORE": MagicMock(),
+            "GATEWAY_SERVICES": Services(form=form_service, record=record_service, workflow=workflow_service),
+            "GATEWAY_ENSURE_INDEXES": False,
+            "TESTING": True,
+        }
+    )
+
+
+@pytest.fixture
+def unit_client(unit_app: Any) -> Any:
+    """Flask test client of `unit_app`."""
+    return unit_app.test_client()
 
 
 def login(client: Any, username: str, password: str, address: str = "10.0.0.1", **extra: Any) -> Any:
@@ -179,6 +264,8 @@ def helpers() -> Any:
         bearer = staticmethod(bearer)
         FakeRpcError = FakeRpcError
         ADMIN_PASSWORD = ADMIN_PASSWORD
+        UNIT_ADMIN_TOKEN = UNIT_ADMIN_TOKEN
+        UNIT_SALES_TOKEN = UNIT_SALES_TOKEN
 
     return H
 

@@ -52,7 +52,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     config = dict(config or {})
     settings: Settings = config.pop("GATEWAY_SETTINGS", None) or Settings.from_env()
     services: Services = config.pop("GATEWAY_SERVICES", None) or Services.grpc(
-        settings.form_grpc_addr, settings.record_grpc_addr, timeout=settings.grpc_timeout
+        settings.form_grpc_addr,
+        settings.record_grpc_addr,
+        settings.workflow_grpc_addr,
+        timeout=settings.grpc_timeout,
     )
     store: GatewayStore = config.pop("GATEWAY_STORE", None) or GatewayStore.connect(
         settings.mongo_url, settings.gateway_db

@@ -1,4 +1,4 @@
-"""Clients of the form and record services, behind a small interface of our own.
+"""Clients of the form, record and workflow services, behind a small interface of our own.
 
 Routes talk to a `ServiceClient`: `unary("CreateApp", request, principal)`,
 `stream("DownloadAttachment", request, principal)` and `healthy()`. The gRPC
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -20,8 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crm.form.v1 import form_pb2_grpc
 from crm.record.v1 import record_pb2_grpc
+from crm.workflow.v1 import workflow_pb2_grpc
 from crm_runtime.client import channel as make_channel
 from crm_runtime.principal import Principal
+from gateway.settings import Settings
 
 
 class ServiceClient(Protocol):
@@ -117,17 +119,36 @@ class GrpcServiceClient:
             self._channel = None
 
 
+def _default_workflow() -> ServiceClient:
+    return GrpcServiceClient("workflow", Settings.workflow_grpc_addr, workflow_pb2_grpc.WorkflowServiceStub)
+
+
 @dataclass
 class Services:
-    """The backends the gateway proxies to."""
+    """The backends the gateway proxies to.
+
+    `workflow` defaults to a client of the default WORKFLOW_GRPC_ADDR (its channel opens on first
+    use), so a caller that builds only the form and record backends keeps working.
+    """
 
     form: ServiceClient
     record: ServiceClient
+    workflow: ServiceClient = field(default_factory=_default_workflow)
 
     @classmethod
-    def grpc(cls, form_addr: str, record_addr: str, *, timeout: float = 60.0) -> Services:
-        """gRPC clients for FORM_GRPC_ADDR and RECORD_GRPC_ADDR."""
+    def grpc(
+        cls,
+        form_addr: str,
+        record_addr: str,
+        workflow_addr: str = Settings.workflow_grpc_addr,
+        *,
+        timeout: float = 60.0,
+    ) -> Services:
+        """gRPC clients for FORM_GRPC_ADDR, RECORD_GRPC_ADDR and WORKFLOW_GRPC_ADDR."""
         return cls(
             form=GrpcServiceClient("form", form_addr, form_pb2_grpc.FormServiceStub, timeout=timeout),
             record=GrpcServiceClient("record", record_addr, record_pb2_grpc.RecordServiceStub, timeout=timeout),
+            workflow=GrpcServiceClient(
+                "workflow", workflow_addr, workflow_pb2_grpc.WorkflowServiceStub, timeout=timeout
+            ),
         )

@@ -7,10 +7,12 @@ described as free-form objects.
 
 from __future__ import annotations
 
+from typing import Any
+
 from apiflask import Schema
 from apiflask.fields import Boolean, Dict, File, Integer, List, Nested, Raw, String
 from apiflask.validators import Length, OneOf, Range
-from marshmallow import EXCLUDE, INCLUDE
+from marshmallow import EXCLUDE, INCLUDE, ValidationError, validates_schema
 
 ROLE_KEY = Length(1, 40)
 
@@ -540,6 +542,214 @@ class UploadIn(Schema):
     file = File(required=True)
     form_id = String()
     field_key = String()
+
+
+# --- proxied: workflow (automations, runs, dead letters, notifications)
+
+LOCALES = ("zh-CN", "en")
+# the workflow service's page sizes: default 20, at most 100 (crm.workflow.v1)
+WORKFLOW_PAGE = Range(1, 100)
+
+TRIGGER_EXAMPLE = {"type": "record_created"}
+CONDITION_EXAMPLE = {"and": [{"field": "source", "op": "eq", "value": "官网"}]}
+ACTIONS_EXAMPLE = [
+    {
+        "type": "create_record",
+        "form": "task",
+        "values": {"title": "【新客户跟进】{customer_name}", "assignee": "{owner_id}", "due_at": "{now+3d}"},
+    }
+]
+AUTOMATION_EXAMPLE = {
+    "name": {"zh-CN": "新客户跟进", "en": "Follow up a new customer"},
+    "form": "customer",
+    "enabled": True,
+    "trigger": TRIGGER_EXAMPLE,
+    "condition": CONDITION_EXAMPLE,
+    "actions": ACTIONS_EXAMPLE,
+}
+
+_LOCALIZED_NAME: dict[str, Any] = {
+    "description": 'a string or {"zh-CN": "...", "en": "..."} (at least one language)',
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "object",
+            "properties": {locale: {"type": "string", "minLength": 1} for locale in LOCALES},
+            "additionalProperties": False,
+            "minProperties": 1,
+        },
+    ],
+    "example": AUTOMATION_EXAMPLE["name"],
+}
+_TRIGGER_DOC = {
+    "description": "When the automation runs: a free-form object whose `type` names the trigger "
+    "(services/workflow/README.md lists them and their options); the workflow service checks it.",
+    "example": TRIGGER_EXAMPLE,
+}
+_CONDITION_DOC = {
+    "description": "Which records it runs for: a filter tree in the format of the record list's `filter` "
+    '(groups {"and"|"or": [...]} of leaves {"field", "op", "value"}), or null for every record the trigger '
+    "fires on; the workflow service checks it against the form.",
+    "example": CONDITION_EXAMPLE,
+}
+_ACTIONS_DOC = {
+    "description": "What it does, in order: free-form objects whose `type` names the action; values may name "
+    "the record's fields ({customer_name}) and relative times ({now+3d}); the workflow service checks them.",
+    "example": ACTIONS_EXAMPLE,
+}
+
+
+def _localized_name(value: Any) -> None:
+    """A non-empty string, or an object of non-empty strings keyed by zh-CN and/or en."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValidationError("Must not be blank.")
+        return
+    if not isinstance(value, dict) or not value:
+        raise ValidationError('Must be a string or an object {"zh-CN": "...", "en": "..."}.')
+    unknown = sorted(str(k) for k in value if k not in LOCALES)
+    if unknown:
+        raise ValidationError(f"Unknown language: {', '.join(unknown)} (zh-CN or en).")
+    if not all(isinstance(v, str) and v.strip() for v in value.values()):
+        raise ValidationError("Each language's name must be a non-blank string.")
+
+
+class AutomationIn(Schema):
+    """A new automation: on `trigger` in `form`, when `condition` holds, run `actions`."""
+
+    name = Raw(required=True, validate=_localized_name, metadata=_LOCALIZED_NAME)
+    form = String(required=True, validate=Length(1, 128), metadata={"description": "form id or key"})
+    enabled = Boolean(metadata={"description": "runs only while true (absent: the service's default)"})
+    trigger = Dict(required=True, metadata=_TRIGGER_DOC)
+    condition = Dict(allow_none=True, metadata=_CONDITION_DOC)
+    actions = List(Dict(), required=True, metadata=_ACTIONS_DOC)
+
+
+class AutomationPatch(Schema):
+    """A partial change of an automation naming the version it read (its form cannot change)."""
+
+    name = Raw(validate=_localized_name, metadata=_LOCALIZED_NAME)
+    enabled = Boolean()
+    trigger = Dict(metadata=_TRIGGER_DOC)
+    condition = Dict(allow_none=True, metadata=_CONDITION_DOC)
+    actions = List(Dict(), metadata=_ACTIONS_DOC)
+    expected_version = Integer(
+        required=True,
+        validate=Range(1, INT64_MAX),
+        metadata={"description": "the `version` read; a stale one is refused with 409"},
+    )
+
+
+class AutomationOut(Schema):
+    """An automation as the workflow service stores it (further members pass through)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = String()
+    name = Raw(metadata={"description": 'a string or {"zh-CN": "...", "en": "..."}'})
+    enabled = Boolean()
+    trigger = Dict(metadata=_TRIGGER_DOC)
+    condition = Dict(allow_none=True, metadata=_CONDITION_DOC)
+    actions = List(Dict(), metadata=_ACTIONS_DOC)
+    version = Integer(metadata={"description": "bumped on every change; send it back as `expected_version`"})
+
+
+class AutomationItem(AutomationOut):
+    """An automation in a list."""
+
+
+class AutomationListOut(Schema):
+    """Automations."""
+
+    items = List(Nested(AutomationItem))
+
+
+class AutomationQuery(Schema):
+    """Which automations (no `form_id`: every automation of the tenant)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    form_id = String(validate=Length(0, 128), metadata={"description": "form id or key (empty: every form)"})
+
+
+class AutomationDeleteQuery(Schema):
+    """The version the caller read (required)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    expected_version = Integer(
+        required=True,
+        validate=Range(1, INT64_MAX),
+        metadata={"description": "the `version` read; a stale one is refused with 409"},
+    )
+
+
+class WorkflowPageQuery(Schema):
+    """Cursor paging of the workflow service (20 a page unless asked, at most 100)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    cursor = String(metadata={"description": "next_cursor of the previous page"})
+    page_size = Integer(validate=WORKFLOW_PAGE)
+
+
+class DeadLetterQuery(WorkflowPageQuery):
+    """Dead letters, newest first; replayed ones only when asked."""
+
+    include_replayed = Boolean(load_default=False)
+
+
+class NotificationQuery(WorkflowPageQuery):
+    """The caller's notifications, newest first."""
+
+    unread_only = Boolean(load_default=False)
+
+
+class RunListOut(Schema):
+    """A page of automation runs, newest first."""
+
+    items = List(Dict(), metadata={"description": "runs (their shape: services/workflow/README.md)"})
+    next_cursor = String(allow_none=True)
+
+
+class DeadLetterListOut(Schema):
+    """A page of dead letters (actions that failed after their retries), newest first."""
+
+    items = List(Dict())
+    next_cursor = String(allow_none=True)
+
+
+class NotificationListOut(Schema):
+    """A page of the caller's notifications with their unread count."""
+
+    items = List(Dict())
+    next_cursor = String(allow_none=True)
+    unread = Integer(metadata={"description": "the caller's unread notifications (all pages)"})
+
+
+class NotificationsReadIn(Schema):
+    """Which notifications to mark read: `ids`, or `all: true` for every one of the caller's."""
+
+    ids = List(String(validate=Length(1, 64)), validate=Length(1, 1000))
+    all = Boolean(metadata={"description": "true: every notification of the caller (then no `ids`)"})
+
+    @validates_schema
+    def _ids_or_all(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("all") and "ids" in data:
+            raise ValidationError("Give either ids or all: true, not both.", "all")
+        if not data.get("all") and "ids" not in data:
+            raise ValidationError("Give ids, or all: true.", "ids")
+
+
+class NotificationsReadOut(Schema):
+    """How many were marked, and how many remain unread."""
+
+    marked = Integer()
+    unread = Integer()
 
 
 # --- operation log (gateway.audit)

@@ -16,7 +16,7 @@ class Settings:
     """Everything the gateway reads from the environment.
 
     GATEWAY_MONGO_URL (else MONGO_URL: the gateway's own store, or the one MongoDB every service shares),
-    GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, AMQP_URL, GATEWAY_PORT (8080),
+    GATEWAY_DB (crm_gateway), FORM_GRPC_ADDR, RECORD_GRPC_ADDR, WORKFLOW_GRPC_ADDR, AMQP_URL, GATEWAY_PORT (8080),
     GATEWAY_WORKERS (2), GATEWAY_THREADS (16), JWT_SECRET (required by `serve`), CRM_DATA_DIR (.data),
     CRM_ADMIN_PASSWORD, TENANT_TZ (Asia/Shanghai), LOG_LEVEL,
     GATEWAY_GRPC_TIMEOUT (60 s per call), GATEWAY_BULK_GRPC_TIMEOUT (600 s for bulk create),
@@ -29,6 +29,7 @@ class Settings:
     gateway_db: str = "crm_gateway"
     form_grpc_addr: str = "127.0.0.1:50051"
     record_grpc_addr: str = "127.0.0.1:50052"
+    workflow_grpc_addr: str = "127.0.0.1:50053"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     port: int = 8080
     workers: int = 2
@@ -68,6 +69,7 @@ class Settings:
             gateway_db=env_str("GATEWAY_DB", cls.gateway_db),
             form_grpc_addr=env_str("FORM_GRPC_ADDR", cls.form_grpc_addr),
             record_grpc_addr=env_str("RECORD_GRPC_ADDR", cls.record_grpc_addr),
+            workflow_grpc_addr=env_str("WORKFLOW_GRPC_ADDR", cls.workflow_grpc_addr),
             amqp_url=env_str("AMQP_URL", cls.amqp_url),
             port=env_int("GATEWAY_PORT", cls.port),
             workers=env_int("GATEWAY_WORKERS", cls.workers),

@@ -24,7 +24,7 @@ def spec() -> dict[str, Any]:
         {
             "GATEWAY_SETTINGS": Settings(jwt_secret="unit-test-secret-0123456789"),
             "GATEWAY_STORE": MagicMock(),
-            "GATEWAY_SERVICES": Services(form=MagicMock(), record=MagicMock()),
+            "GATEWAY_SERVICES": Services(form=MagicMock(), record=MagicMock(), workflow=MagicMock()),
             "GATEWAY_ENSURE_INDEXES": False,
         }
     )

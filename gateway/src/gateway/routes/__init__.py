@@ -7,8 +7,19 @@ from apiflask import APIFlask
 
 def register_blueprints(app: APIFlask) -> None:
     """Attach every blueprint to `app`."""
-    from gateway.routes import apps_forms, attachments, auth, departments, ops, permissions, records, roles, users
+    from gateway.routes import (
+        apps_forms,
+        attachments,
+        auth,
+        departments,
+        ops,
+        permissions,
+        records,
+        roles,
+        users,
+        workflow,
+    )
 
-    for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments):
+    for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments, workflow):
         app.register_blueprint(module.bp, url_prefix="/api/v1")
     app.register_blueprint(ops.bp)
