@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STORE_VENV := .venv-store
-LOCAL_PACKAGES := services/runtime services/schema services/form services/record gateway
+LOCAL_PACKAGES := services/runtime services/schema services/form services/record services/workflow gateway
 # their distribution names (crm-runtime …), read from their pyprojects when needed
 LOCAL_DISTS = $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(addsuffix /pyproject.toml,$(LOCAL_PACKAGES)))
 PACKAGES := $(addprefix -e ,$(LOCAL_PACKAGES))
@@ -73,12 +73,12 @@ test: deps broker
 	@scripts/test.sh
 
 test-unit: deps
-	$(PY) -m pytest -q services/schema/tests services/runtime/tests services/form/tests/unit services/record/tests/unit gateway/tests/unit
+	$(PY) -m pytest -q services/schema/tests services/runtime/tests services/form/tests/unit services/record/tests/unit services/workflow/tests/unit gateway/tests/unit
 
 lint: deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service services/record/src/record_service gateway/src/gateway
+	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service services/record/src/record_service services/workflow/src/workflow_service gateway/src/gateway
 	$(VENV)/bin/lint-imports
 
 bench: deps broker

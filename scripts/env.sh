@@ -4,10 +4,12 @@ export CRM_DATA_DIR="${CRM_DATA_DIR:-$PWD/.data}"
 # Each service owns its database, and locally each its own SecantusDB process
 # (which also spreads the store's single-core work over the cores): the record
 # service's records, history and outbox on STORE_PORT, the form service's forms
-# on FORM_STORE_PORT, the gateway's users and sessions on GATEWAY_STORE_PORT.
+# on FORM_STORE_PORT, the gateway's users and sessions on GATEWAY_STORE_PORT, the
+# workflow's automations, runs and timers on WORKFLOW_STORE_PORT.
 export STORE_PORT="${STORE_PORT:-27018}"
 export FORM_STORE_PORT="${FORM_STORE_PORT:-27019}"
 export GATEWAY_STORE_PORT="${GATEWAY_STORE_PORT:-27020}"
+export WORKFLOW_STORE_PORT="${WORKFLOW_STORE_PORT:-27021}"
 local_store() { echo "mongodb://127.0.0.1:$1/?directConnection=true"; }
 # MONGO_URL set by the caller (one real MongoDB) is every service's database
 # unless a service's own URL is given as well.
@@ -15,15 +17,18 @@ if [[ -n "${MONGO_URL:-}" ]]; then
   export RECORD_MONGO_URL="${RECORD_MONGO_URL:-$MONGO_URL}"
   export FORM_MONGO_URL="${FORM_MONGO_URL:-$MONGO_URL}"
   export GATEWAY_MONGO_URL="${GATEWAY_MONGO_URL:-$MONGO_URL}"
+  export WORKFLOW_MONGO_URL="${WORKFLOW_MONGO_URL:-$MONGO_URL}"
 else
   export RECORD_MONGO_URL="${RECORD_MONGO_URL:-$(local_store "$STORE_PORT")}"
   export FORM_MONGO_URL="${FORM_MONGO_URL:-$(local_store "$FORM_STORE_PORT")}"
   export GATEWAY_MONGO_URL="${GATEWAY_MONGO_URL:-$(local_store "$GATEWAY_STORE_PORT")}"
+  export WORKFLOW_MONGO_URL="${WORKFLOW_MONGO_URL:-$(local_store "$WORKFLOW_STORE_PORT")}"
   export MONGO_URL="$RECORD_MONGO_URL"
 fi
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}"
 export FORM_GRPC_ADDR="${FORM_GRPC_ADDR:-127.0.0.1:50051}"
 export RECORD_GRPC_ADDR="${RECORD_GRPC_ADDR:-127.0.0.1:50052}"
+export WORKFLOW_GRPC_ADDR="${WORKFLOW_GRPC_ADDR:-127.0.0.1:50053}"
 export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 export TENANT_TZ="${TENANT_TZ:-Asia/Shanghai}"
 export LOG_LEVEL="${LOG_LEVEL:-INFO}"
@@ -36,7 +41,7 @@ if [[ -d "$CRM_DATA_DIR/mongo" && ! -e "$CRM_DATA_DIR/mongo-record" && ! -e "$CR
   cp -a "$CRM_DATA_DIR/mongo" "$CRM_DATA_DIR/mongo-gateway"
   mv "$CRM_DATA_DIR/mongo" "$CRM_DATA_DIR/mongo-record"
 fi
-mkdir -p "$CRM_DATA_DIR/mongo-record" "$CRM_DATA_DIR/mongo-form" "$CRM_DATA_DIR/mongo-gateway"
+mkdir -p "$CRM_DATA_DIR/mongo-record" "$CRM_DATA_DIR/mongo-form" "$CRM_DATA_DIR/mongo-gateway" "$CRM_DATA_DIR/mongo-workflow"
 # Secrets: generated once per installation and kept under .data (never committed).
 secret() {
   local file="$CRM_DATA_DIR/$1"

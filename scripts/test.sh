@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}"
 dirs=()
-for d in services/runtime/tests services/schema/tests services/form/tests services/record/tests gateway/tests tests/e2e; do
+for d in services/runtime/tests services/schema/tests services/form/tests services/record/tests services/workflow/tests gateway/tests tests/e2e; do
   [[ -d "$d" ]] && dirs+=("$d")
 done
 set +e

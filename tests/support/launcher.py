@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["STORE_CACHE", "Platform", "Unit", "start_platform"]
 
-STORE_CACHE = {"record": "4G", "form": "256M", "gateway": "512M"}
+STORE_CACHE = {"record": "4G", "form": "256M", "gateway": "512M", "workflow": "512M"}
 """WiredTiger cache (a maximum) of each service's store: the records need the 4G (bulk loads), the others are small."""
 
 
@@ -73,9 +73,32 @@ class Platform:
         for store in self.stores.values() or [self.store]:
             store.stop()
         _delete_queues(
-            self.env["AMQP_URL"], [self.env["RECORD_DIRECTORY_QUEUE"], self.env["RECORD_DIRECTORY_QUEUE"] + ".dlq"]
+            self.env["AMQP_URL"],
+            [
+                self.env["RECORD_DIRECTORY_QUEUE"],
+                self.env["RECORD_DIRECTORY_QUEUE"] + ".dlq",
+                *workflow_queues(self.env["WORKFLOW_QUEUE_PREFIX"]),
+            ],
         )
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+WORKFLOW_HANDLERS = {
+    "record": ("record.created", "record.updated", "record.deleted", "record.owner_changed"),
+    "gateway": ("user.created", "user.updated", "user.deleted"),
+}
+"""The events the workflow worker handles, by publishing service (its nameko queues)."""
+
+
+def workflow_queues(prefix: str) -> list[str]:
+    """The durable queues the workflow worker of one platform declares (nameko's naming)."""
+    names = []
+    for source, types in WORKFLOW_HANDLERS.items():
+        for event_type in types:
+            handler = "on_" + event_type.replace(".", "_")
+            handler = handler.replace("on_record_record_", "on_record_").replace("on_user_user_", "on_user_")
+            names.append(f"evt-{source}-{event_type}--{prefix}workflow.{handler}")
+    return names
 
 
 def _wait_ready(url: str, timeout: float, units: dict[str, Unit]) -> None:
@@ -130,7 +153,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
     stores = _start_stores()
     data_dir = Path(tempfile.mkdtemp(prefix="crm-platform-"))
     password = "Adm1n-" + secrets.token_urlsafe(8)
-    form_grpc, record_grpc, gateway_port = free_port(), free_port(), free_port()
+    form_grpc, record_grpc, workflow_grpc, gateway_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         # MONGO_URL is the record database (what tests and bench read); each service has its own URL
@@ -138,9 +161,15 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "RECORD_MONGO_URL": stores["record"].url,
         "FORM_MONGO_URL": stores["form"].url,
         "GATEWAY_MONGO_URL": stores["gateway"].url,
+        "WORKFLOW_MONGO_URL": stores["workflow"].url,
         "AMQP_URL": amqp_url(),
         "FORM_GRPC_ADDR": f"127.0.0.1:{form_grpc}",
         "RECORD_GRPC_ADDR": f"127.0.0.1:{record_grpc}",
+        "WORKFLOW_GRPC_ADDR": f"127.0.0.1:{workflow_grpc}",
+        # its own worker queues on the shared broker; short timer and retry pauses for tests
+        "WORKFLOW_QUEUE_PREFIX": f"test{secrets.token_hex(4)}-",
+        "WORKFLOW_TIMER_INTERVAL": os.environ.get("WORKFLOW_TIMER_INTERVAL", "0.5"),
+        "WORKFLOW_RETRY_BASE": os.environ.get("WORKFLOW_RETRY_BASE", "0.5"),
         "GATEWAY_PORT": str(gateway_port),
         "CRM_DATA_DIR": str(data_dir),
         "CRM_ADMIN_PASSWORD": password,
@@ -163,6 +192,11 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
             {"GRPC_PORT": str(record_grpc), "HTTP_PORT": str(free_port())},
         ),
         "relay": ([py, "-m", "record_service", "relay"], {"RELAY_HTTP_PORT": str(free_port())}),
+        "workflow": (
+            [py, "-m", "workflow_service", "serve"],
+            {"GRPC_PORT": str(workflow_grpc), "HTTP_PORT": str(free_port())},
+        ),
+        "workflow-worker": ([py, "-m", "workflow_service", "worker"], {"WORKER_HTTP_PORT": str(free_port())}),
         "gateway-relay": ([py, "-m", "gateway", "relay"], {}),
         "gateway": ([py, "-m", "gateway", "serve"], {}),
     }

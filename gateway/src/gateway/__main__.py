@@ -36,7 +36,7 @@ def _seed() -> int:
     from crm_runtime.config import ConfigError
     from crm_runtime.logging import configure_logging, get_logger
     from gateway.clients import Services
-    from gateway.seed import install_crm_template, seed_directory
+    from gateway.seed import install_crm_template, install_workflow_template, seed_directory
     from gateway.settings import Settings
     from gateway.store import GatewayStore
 
@@ -48,7 +48,9 @@ def _seed() -> int:
     configure_logging("gateway", settings.log_level)
     log = get_logger("crm.gateway.seed")
     store = GatewayStore.connect(settings.mongo_url, settings.gateway_db)
-    services = Services.grpc(settings.form_grpc_addr, settings.record_grpc_addr, timeout=10.0)
+    services = Services.grpc(
+        settings.form_grpc_addr, settings.record_grpc_addr, settings.workflow_grpc_addr, timeout=10.0
+    )
     try:
         try:
             result = seed_directory(settings, store)
@@ -57,6 +59,8 @@ def _seed() -> int:
             return 1
         try:
             install_crm_template(store, result, services.form)
+            # the automations name the template's forms: after them
+            install_workflow_template(store, result.tenant_id, result.admin_id, services.workflow)
         except Exception as exc:  # noqa: BLE001 - exit code 2: only the template is missing
             log.error("seed_template_failed", error=str(exc))
             return 2

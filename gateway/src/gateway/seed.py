@@ -22,6 +22,7 @@ kept nowhere: nobody logs in as them until an admin resets the password.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -33,6 +34,7 @@ from typing import Any
 import grpc
 
 from crm.form.v1 import form_pb2
+from crm.workflow.v1 import workflow_pb2
 from crm_runtime.errors import Conflict
 from crm_runtime.logging import get_logger
 from crm_runtime.principal import Principal
@@ -370,6 +372,49 @@ def install_crm_template(
     result.template_installed = True
     log.info("template_ready", template="crm", created=bool(getattr(resp, "created", False)))
     return result
+
+
+def organisation_bindings(store: GatewayStore, tenant_id: str) -> dict[str, dict[str, str]]:
+    """The tenant's departments by name and users by username: what a workflow template's
+    "$department:<name>" / "$user:<username>" values are filled in with."""
+    departments = {str(d["name"]): str(d["_id"]) for d in store.departments.find({"tenant_id": tenant_id})}
+    users = {
+        str(u["username"]): str(u["_id"])
+        for u in store.users.find({"tenant_id": tenant_id}, {"username": 1})
+        if u.get("username")
+    }
+    return {"departments": departments, "users": users}
+
+
+def install_workflow_template(
+    store: GatewayStore, tenant_id: str, admin_id: str, workflow: ServiceClient, *, timeout: float = 60.0
+) -> Any:
+    """WorkflowService.InstallTemplate for the tenant as its admin, retried until the workflow service answers."""
+    admin = store.users.find_one({"_id": admin_id}) or {}
+    principal = Principal(
+        tenant_id=tenant_id,
+        user_id=admin_id,
+        role="admin",
+        department_id=admin.get("department_id", ""),
+        user_name=admin.get("name", ADMIN_USERNAME),
+    )
+    request = workflow_pb2.InstallTemplateRequest(
+        template="crm", bindings_json=json.dumps(organisation_bindings(store, tenant_id), ensure_ascii=False)
+    )
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            resp = workflow.unary("InstallTemplate", request, principal)
+            log.info("workflow_template_ready", tenant_id=tenant_id, created=resp.created, existing=resp.existing)
+            return resp
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None)
+            if not retryable or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 3.0)
 
 
 def seed(settings: Settings, store: GatewayStore, form: ServiceClient, *, template_timeout: float = 60.0) -> SeedResult:

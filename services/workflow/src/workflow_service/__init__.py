@@ -1,0 +1,1 @@
+"""The workflow service: automations triggered by record events, with conditions and actions."""

@@ -1,0 +1,1 @@
+"""Store adapters of the workflow service."""

@@ -1,0 +1,1 @@
+"""The nameko worker: event handlers and timers."""
