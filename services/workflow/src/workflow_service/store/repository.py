@@ -232,13 +232,16 @@ class MongoWorkflowStore:
     def _newest_first(
         self, collection: Collection[Any], query: Doc, field: str, before: datetime | None, size: int
     ) -> list[Doc]:
-        """Up to `size` documents before `before`, newest first, read in growing time windows (bounded ranges)."""
-        upper = before or datetime.now(UTC) + timedelta(days=1)
+        """Up to `size` documents before `before`, newest first, read in growing time windows (bounded ranges).
+
+        Without `before` the first window is open above (a clock a little ahead is still read).
+        """
+        upper = before or datetime.now(UTC)
         out: list[Doc] = []
-        lower = upper
-        for window in WINDOWS:
+        for index, window in enumerate(WINDOWS):
             lower = upper - window
-            found = list(collection.find({**query, field: {"$gte": lower, "$lt": upper}}))
+            bounds: Doc = {"$gte": lower} if before is None and index == 0 else {"$gte": lower, "$lt": upper}
+            found = list(collection.find({**query, field: bounds}))
             found.sort(key=lambda d: (_aware(d.get(field)), str(d["_id"])), reverse=True)
             out.extend(found)
             if len(out) >= size:

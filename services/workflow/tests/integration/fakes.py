@@ -1,0 +1,147 @@
+"""Plain fakes of the workflow's ports to the other services (RecordPort, FormPort), for engine tests
+on the real store: records live in a dict, every write is kept as the event the record service would
+publish (with `via` from the principal, as the record service sets it), so a test can feed them back."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from crm_runtime.envelope import make_envelope
+from crm_runtime.errors import Unavailable
+from crm_runtime.principal import Principal
+from services.workflow.tests.unit.forms import FORMS
+from workflow_service.domain.actions import VersionMoved
+from workflow_service.domain.definitions import FormInfo
+
+
+class FakeRecords:
+    """RecordPort over a dict; `fail_creates` makes the next n creates raise Unavailable."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, str] = {}
+        self.events: list[dict[str, Any]] = []
+        self.fail_creates = 0
+        self.creates = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _event(self, principal: Principal, kind: str, record: Mapping[str, Any], **data: Any) -> None:
+        payload = {"record_id": record["id"], "form_id": record["form_id"], "owner_id": record.get("owner_id"), **data}
+        if principal.kind == "service" and principal.on_behalf:
+            payload["via"] = principal.on_behalf
+        self.events.append(make_envelope(kind, principal.tenant_id, payload, source="record", actor=principal.user_id))
+
+    def add(self, tenant_id: str, form: str, data: dict[str, Any], owner_id: str = "") -> dict[str, Any]:
+        """A record as a user's create would store it; returns its record.created event."""
+        user = Principal(tenant_id=tenant_id, user_id="u-creator")
+        form_id = FORMS[form].id
+        record = self._store(user, form_id, data, owner_id)
+        return self.events[-1] if self.events and self.events[-1]["data"]["record_id"] == record["id"] else {}
+
+    def _store(self, principal: Principal, form_id: str, data: Mapping[str, Any], owner_id: str) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with self._lock:
+            record_id = f"r{next(self._ids)}"
+        record = {
+            "id": record_id,
+            "form_id": form_id,
+            "tenant_id": principal.tenant_id,
+            "owner_id": owner_id or None,
+            "department_id": None,
+            "created_by": principal.user_id,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "data": dict(data),
+        }
+        self.records[record_id] = record
+        self._event(principal, "record.created", record, data=dict(data), department_id=None, form_version=1)
+        return record
+
+    # RecordPort
+
+    def get(self, principal: Principal, record_id: str) -> dict[str, Any] | None:
+        record = self.records.get(record_id)
+        if record is None or record["tenant_id"] != principal.tenant_id:
+            return None
+        return {**record, "data": dict(record["data"])}
+
+    def create(
+        self, principal: Principal, form_id: str, data: Mapping[str, Any], owner_id: str, key: str
+    ) -> dict[str, Any]:
+        with self._lock:
+            if self.fail_creates > 0:
+                self.fail_creates -= 1
+                raise Unavailable("record service down")
+            if key and key in self.keys:
+                return dict(self.records[self.keys[key]])
+            self.creates += 1
+        record = self._store(principal, form_id, data, owner_id)
+        if key:
+            self.keys[key] = record["id"]
+        return dict(record)
+
+    def update(
+        self, principal: Principal, record_id: str, data: Mapping[str, Any], expected_version: int, owner_id: str = ""
+    ) -> dict[str, Any]:
+        with self._lock:
+            record = self.records[record_id]
+            if record["version"] != expected_version:
+                raise VersionMoved(record_id)
+            changes = {
+                k: {"old": record["data"].get(k), "new": v} for k, v in data.items() if record["data"].get(k) != v
+            }
+            old_owner = record.get("owner_id")
+            new_owner = owner_id if owner_id and owner_id != old_owner else ""
+            if not changes and not new_owner:
+                return dict(record)
+            record["data"].update({k: c["new"] for k, c in changes.items()})
+            record["version"] += 1
+            if new_owner:
+                record["owner_id"] = new_owner
+        if changes:
+            self._event(principal, "record.updated", record, changes=changes, version=record["version"])
+        if new_owner:
+            self._event(
+                principal,
+                "record.owner_changed",
+                record,
+                old_owner_id=old_owner,
+                new_owner_id=new_owner,
+                version=record["version"],
+            )
+        return dict(record)
+
+    def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
+        owner = None
+        leaves = (filter_tree or {}).get("and") or [filter_tree or {}]
+        for leaf in leaves:
+            if isinstance(leaf, Mapping) and leaf.get("field") == "owner_id":
+                owner = leaf.get("value")
+        return sum(
+            1
+            for r in self.records.values()
+            if r["form_id"] == form_id and (owner is None or r.get("owner_id") == owner)
+        )
+
+    def page(
+        self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None, cursor: str, size: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        rows = [
+            dict(r) for r in self.records.values() if r["form_id"] == form_id and r["tenant_id"] == principal.tenant_id
+        ]
+        start = int(cursor or 0)
+        chunk = rows[start : start + size]
+        return chunk, str(start + size) if start + size < len(rows) else ""
+
+
+class FakeForms:
+    """FormPort over the unit tests' forms."""
+
+    def published(self, principal: Principal, form_ref: str) -> FormInfo | None:
+        return FORMS.get(form_ref)

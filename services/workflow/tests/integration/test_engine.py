@@ -1,0 +1,306 @@
+"""The flow engine on the real store (SecantusDB), with plain fakes of the record and form services.
+
+Each event delivered several times does its work once; round robin gives every user exactly their share
+under concurrency; two workers sweeping at once fire a due item once; a failed action is retried with
+backoff, then dead-lettered and replayed; a self-triggering automation is cut at the depth limit;
+inactivity and date timers are armed, moved, cancelled and filtered by the compiled condition.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from pymongo import MongoClient
+
+from crm_runtime.principal import Principal
+from crm_runtime.testing import StoreProcess, start_store
+from services.workflow.tests.integration.fakes import FakeForms, FakeRecords
+from workflow_service.channels import build_channels
+from workflow_service.domain.engine import Engine, EngineSettings, record_timer_id
+from workflow_service.domain.ports import DirectoryUser
+from workflow_service.domain.service import WorkflowUseCases
+from workflow_service.store.repository import MongoWorkflowStore
+
+pytestmark = pytest.mark.integration
+
+TENANT = "t-wf"
+ADMIN = Principal(tenant_id=TENANT, user_id="u-admin", role="admin", roles=("admin",))
+SALES = [f"u-sales-{i}" for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StoreProcess]:
+    store = start_store(cache_size="256M")
+    yield store
+    store.stop()
+
+
+class World:
+    """A store, the fakes and the engine wired like server.py wires them."""
+
+    def __init__(self, store: MongoWorkflowStore, records: FakeRecords, *, retries: int = 2) -> None:
+        self.store = store
+        self.records = records
+        self.forms = FakeForms()
+        self.clock_now = datetime.now(UTC)
+        self.engine = self.new_engine(retries=retries)
+        self.uc = WorkflowUseCases(store, self.forms, self.engine, clock=self.clock)
+
+    def clock(self) -> datetime:
+        return self.clock_now
+
+    def new_engine(self, *, retries: int = 2, worker: str = "") -> Engine:
+        return Engine(
+            self.store,
+            self.records,
+            self.forms,
+            self.store,
+            build_channels(self.store),
+            EngineSettings(tz=ZoneInfo("Asia/Shanghai"), retries=retries, retry_base=60.0, worker=worker),
+            clock=self.clock,
+        )
+
+    def pump(self, limit: int = 50) -> int:
+        """Feed the fake record service's events to the engine until none are left (as the broker would)."""
+        handled = 0
+        while self.records.events and handled < limit:
+            self.engine.handle_event(self.records.events.pop(0))
+            handled += 1
+        return handled
+
+
+@pytest.fixture()
+def world(server: StoreProcess) -> Iterator[World]:
+    client: MongoClient[Any] = MongoClient(server.url, tz_aware=True)
+    db = client[f"wf_{uuid.uuid4().hex[:10]}"]
+    store = MongoWorkflowStore(db)
+    store.ensure_indexes()
+    for i, user_id in enumerate(SALES):
+        store.put_user(
+            DirectoryUser(TENANT, user_id, f"销售{i}", department_id="d-team1", manager_id="u-boss", roles=("sales",))
+        )
+    store.put_user(
+        DirectoryUser(TENANT, "u-boss", "经理", department_id="d-sales", roles=("manager",), email="boss@example.com")
+    )
+    yield World(store, FakeRecords())
+    client.drop_database(db.name)
+    client.close()
+
+
+TASK_ON_OWNER = {
+    "name": "新客户任务",
+    "form": "customer",
+    "trigger": {"type": "owner_assigned"},
+    "actions": [
+        {
+            "type": "create_record",
+            "form": "task",
+            "values": {
+                "title": "【新客户跟进】{客户名称}",
+                "assignee": "{owner_id}",
+                "customer": "{id}",
+                "due_at": "{now+3d}",
+            },
+        }
+    ],
+}
+ROUND_ROBIN = {
+    "name": "官网客户轮流分配",
+    "form": "customer",
+    "trigger": {"type": "record_created"},
+    "condition": {"and": [{"field": "source", "op": "eq", "value": "官网"}, {"field": "owner_id", "op": "is_empty"}]},
+    "actions": [{"type": "assign_owner", "strategy": "round_robin", "department": "d-team1"}],
+}
+
+
+def tasks(world: World) -> list[dict[str, Any]]:
+    return [r for r in world.records.records.values() if r["form_id"] == "f-task"]
+
+
+def test_an_event_delivered_three_times_creates_one_task_and_makes_one_assignment(world: World) -> None:
+    world.uc.create(ADMIN, TASK_ON_OWNER)
+    world.uc.create(ADMIN, ROUND_ROBIN)
+    created = world.records.add(TENANT, "customer", {"customer_name": "华信恒通", "source": "website"})
+    world.records.events.clear()
+
+    for _ in range(3):
+        world.engine.handle_event(created)
+    owner_events = [e for e in world.records.events if e["type"] == "record.owner_changed"]
+    assert len(owner_events) == 1
+    for _ in range(3):
+        world.engine.handle_event(owner_events[0])
+
+    customer = world.records.records[created["data"]["record_id"]]
+    assert customer["owner_id"] in SALES
+    [task] = tasks(world)
+    assert task["data"]["title"] == "【新客户跟进】华信恒通"
+    assert task["data"]["assignee"] == customer["owner_id"] and task["owner_id"] == customer["owner_id"]
+    runs, _ = world.uc.runs(ADMIN, record_id=customer["id"])
+    assert sorted(r["status"] for r in runs) == ["done", "done"]
+    assert all(r["automation_version"] == 1 for r in runs)
+
+
+def test_round_robin_gives_a_thousand_concurrent_leads_two_hundred_each(world: World) -> None:
+    world.uc.create(ADMIN, ROUND_ROBIN)
+    events = [
+        world.records.add(TENANT, "customer", {"customer_name": f"客户{i}", "source": "website"}) for i in range(1000)
+    ]
+    world.records.events.clear()
+
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(world.engine.handle_event, events))
+
+    owners: dict[str, int] = {}
+    for record in world.records.records.values():
+        owners[record["owner_id"]] = owners.get(record["owner_id"], 0) + 1
+    assert owners == {user: 200 for user in SALES}
+
+
+def test_inactive_users_are_skipped_and_the_owner_changes_once(world: World) -> None:
+    world.uc.create(ADMIN, ROUND_ROBIN)
+    for user_id in SALES[1:]:
+        world.store.put_user(DirectoryUser(TENANT, user_id, "离职", department_id="d-team1", active=False))
+    for i in range(3):
+        world.engine.handle_event(
+            world.records.add(TENANT, "customer", {"customer_name": f"c{i}", "source": "website"})
+        )
+    assert {r["owner_id"] for r in world.records.records.values()} == {SALES[0]}
+
+
+def test_a_failed_action_is_retried_then_dead_lettered_and_a_replay_runs_it_once(world: World) -> None:
+    world.uc.create(ADMIN, TASK_ON_OWNER)
+    world.records.fail_creates = 3  # the first try and both retries fail
+    event = world.records.add(TENANT, "customer", {"customer_name": "远景"}, owner_id=SALES[0])
+    world.records.events.clear()
+
+    [run_id] = world.engine.handle_event(event)
+    run = world.store.run(run_id)
+    assert run is not None and run["status"] == "retrying" and run["retry"]["attempt"] == 1
+    assert world.engine.sweep() == 0  # not due yet
+    for attempt in (1, 2):
+        world.clock_now += timedelta(seconds=60 * 2**attempt)
+        assert world.engine.sweep() == 1
+    run = world.store.run(run_id)
+    assert run is not None and run["status"] == "failed" and "record service down" in run["message"]
+    [letter], _ = world.uc.dead_letters(ADMIN)
+    assert letter["attempts"] == 3 and letter["action_type"] == "create_record" and letter["run_id"] == run_id
+    assert tasks(world) == []
+
+    replayed = world.uc.replay(ADMIN, letter["id"])
+    assert replayed["run"]["status"] == "done" and len(tasks(world)) == 1
+    with pytest.raises(Exception, match="重放过"):
+        world.uc.replay(ADMIN, letter["id"])
+    world.engine.handle_event(event)  # the event again: the run is logged, nothing is done twice
+    assert len(tasks(world)) == 1
+
+
+def test_an_automation_that_retriggers_itself_is_cut_at_the_depth_limit(world: World) -> None:
+    world.uc.create(
+        ADMIN,
+        {
+            "name": "自我触发",
+            "form": "customer",
+            "trigger": {"type": "record_saved"},
+            "actions": [{"type": "update_record", "target": "self", "values": {"customer_name": "{客户名称}+"}}],
+        },
+    )
+    world.records.add(TENANT, "customer", {"customer_name": "环"})
+    world.pump()
+
+    [record] = world.records.records.values()
+    assert record["data"]["customer_name"] == "环+++++"  # depth 0..4 each appended once
+    runs, _ = world.uc.runs(ADMIN, record_id=record["id"], size=20)
+    statuses = sorted(r["status"] for r in runs)
+    assert statuses == ["cut", "done", "done", "done", "done", "done"]
+    [cut] = [r for r in runs if r["status"] == "cut"]
+    assert cut["depth"] == 5 and "depth 5" in cut["message"]
+
+
+NO_FOLLOW_UP = {
+    "name": "分配后 24 小时无跟进",
+    "form": "customer",
+    "trigger": {
+        "type": "inactivity",
+        "since": "owner_assigned",
+        "after": "24h",
+        "related_form": "follow_up",
+        "related_field": "customer",
+    },
+    "actions": [
+        {
+            "type": "notify",
+            "recipients": [{"type": "owner"}, {"type": "owner_manager"}],
+            "channels": ["in_app", "email", "wecom"],
+            "title": "{客户名称} 无跟进",
+        }
+    ],
+}
+
+
+def test_inactivity_fires_once_across_two_workers_and_a_related_record_cancels_it(world: World) -> None:
+    automation = world.uc.create(ADMIN, NO_FOLLOW_UP)
+    quiet = world.records.add(TENANT, "customer", {"customer_name": "沉默客户"}, owner_id=SALES[0])
+    busy = world.records.add(TENANT, "customer", {"customer_name": "活跃客户"}, owner_id=SALES[1])
+    world.pump()
+    follow = world.records.add(TENANT, "follow_up", {"customer": busy["data"]["record_id"], "summary": "电话"})
+    world.engine.handle_event(follow)
+    assert world.store.pending_timers(automation["id"]) == 1
+
+    world.clock_now += timedelta(hours=25)
+    engines = [world.new_engine(worker="w1"), world.new_engine(worker="w2")]
+    barrier = threading.Barrier(2)
+
+    def sweep(engine: Engine) -> int:
+        barrier.wait()
+        return engine.sweep()
+
+    with ThreadPoolExecutor(2) as pool:
+        fired = sum(pool.map(sweep, engines))
+    assert fired == 1
+    notes, _, unread = world.uc.notifications(Principal(tenant_id=TENANT, user_id=SALES[0]))
+    assert unread == 1 and notes[0]["title"] == "沉默客户 无跟进"
+    boss, _, _ = world.uc.notifications(Principal(tenant_id=TENANT, user_id="u-boss"))
+    assert [n["record_id"] for n in boss] == [quiet["data"]["record_id"]]
+    [run] = [r for r in world.uc.runs(ADMIN, automation_id=automation["id"])[0] if r["status"] == "done"]
+    deliveries = {d["channel"]: d["status"] for d in run["actions"][0]["result"]["deliveries"]}
+    assert deliveries == {"in_app": "sent", "email": "not_configured", "wecom": "not_configured"}
+    assert world.engine.sweep() == 0  # fired once, not again
+
+
+def test_a_date_timer_follows_its_field_and_the_compiled_condition_filters_the_due_scan(world: World) -> None:
+    automation = world.uc.create(
+        ADMIN,
+        {
+            "name": "回访前 1 小时",
+            "form": "follow_up",
+            "trigger": {"type": "date_relative", "field": "下次回访时间", "offset": "-1h"},
+            "condition": {"field": "summary", "op": "not_empty"},
+            "actions": [{"type": "notify", "recipients": [{"type": "owner"}], "title": "回访 {下次回访时间:time}"}],
+        },
+    )
+    visit = (world.clock_now + timedelta(hours=3)).isoformat()
+    kept = world.records.add(TENANT, "follow_up", {"summary": "带资料", "next_visit_at": visit}, owner_id=SALES[0])
+    empty = world.records.add(TENANT, "follow_up", {"next_visit_at": visit}, owner_id=SALES[1])
+    moved = world.records.add(TENANT, "follow_up", {"summary": "改期", "next_visit_at": visit}, owner_id=SALES[2])
+    world.pump()
+    record = world.records.records[moved["data"]["record_id"]]
+    later = (world.clock_now + timedelta(days=2)).isoformat()
+    world.records.update(Principal(tenant_id=TENANT, user_id=SALES[2]), record["id"], {"next_visit_at": later}, 1)
+    world.pump()
+
+    world.clock_now += timedelta(hours=2, minutes=1)
+    assert world.engine.sweep() == 1
+    notes, _, _ = world.uc.notifications(Principal(tenant_id=TENANT, user_id=SALES[0]))
+    assert [n["record_id"] for n in notes] == [kept["data"]["record_id"]]
+    skipped = world.store.timers.find_one({"_id": record_timer_id(automation["id"], empty["data"]["record_id"])})
+    assert skipped is not None and skipped["state"] == "skipped"  # the due scan's compiled condition left it out
+    pending = world.store.timers.find_one({"_id": record_timer_id(automation["id"], record["id"])})
+    assert pending is not None and pending["state"] == "pending"
+    assert pending["due_at"].replace(tzinfo=UTC) > world.clock_now + timedelta(days=1)
