@@ -75,6 +75,27 @@ def test_relay_publishes_pending_envelopes_once_and_marks_them(db: Any) -> None:
     conn.close()
 
 
+def test_an_event_no_queue_is_bound_for_is_kept_unrouted_and_published_once_a_consumer_binds(db: Any) -> None:
+    # nameko's publisher sends with mandatory=False: the broker would drop these without a word
+    exchange = "rt-" + uuid.uuid4().hex[:8] + ".events"
+    outbox = db["outbox"]
+    OutboxRelay.ensure_indexes(outbox)
+    envs = [make_envelope("thing.created", "t1", {"n": i}, source="rt") for i in range(3)]
+    outbox.insert_many([{"_id": e["id"], "event": e, "published": False} for e in envs])
+    relay = OutboxRelay(outbox, EventPublisher(amqp_url(), exchange))
+
+    assert relay.run_once() == 3
+    unrouted = list(outbox.find({"unrouted": True}))
+    assert len(unrouted) == 3 and all(d["unrouted_types"] == ["thing.created"] for d in unrouted)
+
+    conn, ch, q = _bind_queue(exchange, "thing.*")
+    assert relay.republish_unrouted() == 3
+    assert relay.run_once() == 3
+    assert sorted(m["data"]["n"] for m in _drain(ch, q, 3)) == [0, 1, 2]
+    assert outbox.count_documents({"unrouted": True}) == 0
+    conn.close()
+
+
 def test_relay_keeps_envelopes_when_broker_unreachable(db: Any) -> None:
     outbox = db["outbox"]
     OutboxRelay.ensure_indexes(outbox)

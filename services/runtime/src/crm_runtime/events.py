@@ -50,6 +50,9 @@ log = get_logger("crm.events")
 EVENTS_PUBLISHED = Counter("crm_events_published_total", "Events published to RabbitMQ", ["exchange", "type"])
 EVENTS_CONSUMED = Counter("crm_events_consumed_total", "Events consumed", ["queue", "outcome"])
 OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Envelopes waiting in the outbox at the last poll", ["collection"])
+EVENTS_UNROUTABLE = Counter(
+    "crm_events_unroutable_total", "Events the broker returned: no queue was bound for them", ["exchange", "type"]
+)
 EVENT_LAG = Gauge("crm_event_lag_seconds", "Age of the last event published by the relay", ["collection"])
 
 
@@ -116,7 +119,14 @@ def declare_exchange(channel: Any, name: str) -> None:
 
 
 class EventPublisher:
-    """Publishes envelopes to a topic exchange with publisher confirms.
+    """Publishes envelopes to a topic exchange with publisher confirms, as mandatory messages.
+
+    nameko's publisher sends with `mandatory=False`: an event no queue is bound
+    for is dropped by the broker without a word. Here every message is
+    mandatory, so the broker returns one it cannot route and `publish()` says so
+    (False); the relay keeps such an envelope marked `unrouted` in its outbox,
+    counted, to be published again once a consumer exists
+    (`OutboxRelay.republish_unrouted`), instead of losing it.
 
     Not thread-safe (pika's BlockingConnection is not): one per thread. A
     connection kept between publishes is serviced by `idle()`; if the broker
@@ -125,9 +135,10 @@ class EventPublisher:
     retry later.
     """
 
-    def __init__(self, amqp_url: str, exchange: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(self, amqp_url: str, exchange: str, *, connect_timeout: float = 5.0, mandatory: bool = True) -> None:
         self._url = amqp_url
         self._exchange = exchange
+        self._mandatory = mandatory
         self._timeout = connect_timeout
         self._conn: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -165,17 +176,24 @@ class EventPublisher:
                 message_id=envelope["id"],
                 type=envelope["type"],
             ),
-            mandatory=False,
+            mandatory=self._mandatory,
         )
 
-    def publish(self, envelope: dict[str, Any]) -> None:
-        """Publish one envelope and wait for the broker's confirm."""
+    def _returned(self, envelope: dict[str, Any]) -> bool:
+        EVENTS_UNROUTABLE.labels(self._exchange, envelope["type"]).inc()
+        log.warning("event_unroutable", exchange=self._exchange, type=envelope["type"], event_id=envelope["id"])
+        return False
+
+    def publish(self, envelope: dict[str, Any]) -> bool:
+        """Publish one envelope and wait for the broker's confirm; False when the broker returned it (no queue)."""
         body = encode_envelope(envelope)
         if self.connected:
             # a kept connection may have been dropped by the broker since the last use
             try:
                 with quiet_pika():
                     self._send(envelope, body)
+            except pika.exceptions.UnroutableError:
+                return self._returned(envelope)
             except CONNECTION_LOST as exc:
                 # a publish whose confirm was lost may arrive twice: consumers are idempotent
                 self._dropped(exc)
@@ -184,13 +202,16 @@ class EventPublisher:
                 raise
             else:
                 EVENTS_PUBLISHED.labels(self._exchange, envelope["type"]).inc()
-                return
+                return True
         try:
             self._send(envelope, body)
+        except pika.exceptions.UnroutableError:
+            return self._returned(envelope)
         except Exception:
             self.close()
             raise
         EVENTS_PUBLISHED.labels(self._exchange, envelope["type"]).inc()
+        return True
 
     def idle(self, seconds: float) -> bool:
         """Wait up to `seconds` servicing the connection (heartbeats); False (at once) when there is none.
@@ -224,7 +245,10 @@ class OutboxRelay:
     """Publishes outbox envelopes and marks them sent.
 
     An outbox document holds the envelope under `envelope_field` and a boolean
-    `published` flag (indexed). Documents are published in insertion order (each batch by occurred_at); each is
+    `published` flag (indexed). A document whose event the broker returned (no
+    queue bound for its type) is marked published with `unrouted: true` and the
+    types that were returned; `republish_unrouted()` puts such documents back
+    in line, once consumers are bound. Documents are published in insertion order (each batch by occurred_at); each is
     marked only after the broker confirmed it, so a crash republishes rather
     than loses. `CRM_RELAY_CRASH_AFTER_PUBLISH=1` makes the process exit right
     after the first confirmed publish (used by the crash test).
@@ -254,6 +278,9 @@ class OutboxRelay:
     def ensure_indexes(collection: Collection[Any]) -> None:
         """The relay's query path: pending envelopes."""
         collection.create_index([("published", ASCENDING)], name="outbox_pending")
+        collection.create_index(
+            [("unrouted", ASCENDING)], name="outbox_unrouted", partialFilterExpression={"unrouted": True}
+        )
 
     def _envelopes(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
         """The envelopes of an outbox document: its envelope field, or what `expand` makes of it."""
@@ -278,15 +305,21 @@ class OutboxRelay:
         pending.sort(key=lambda p: (str(p[1][0].get("occurred_at", "")) if p[1] else "", str(p[0]["_id"])))
         OUTBOX_BACKLOG.labels(self._col.name).set(len(pending))
         done: list[Any] = []
+        unrouted: dict[Any, list[str]] = {}
         try:
             for doc, envelopes in pending:
                 for envelope in envelopes:
-                    self._publisher.publish(envelope)
+                    if not self._publisher.publish(envelope):
+                        unrouted.setdefault(doc["_id"], []).append(str(envelope["type"]))
                     if self._crash_after_publish:
                         log.warning("relay_crash_injected", event_id=envelope["id"])
                         os._exit(17)
                 done.append(doc["_id"])
         finally:
+            for doc_id, types in unrouted.items():
+                self._col.update_one(
+                    {"_id": doc_id}, {"$set": {"unrouted": True, "unrouted_types": sorted(set(types))}}
+                )
             # chunked: `$in` over many ids is slow on some stores
             for start in range(0, len(done), 200):
                 self._col.update_many(
@@ -302,6 +335,16 @@ class OutboxRelay:
             except (KeyError, ValueError):
                 pass
         return len(done)
+
+    def republish_unrouted(self, limit: int = 10_000) -> int:
+        """Put documents whose events were returned unroutable back in line (after a consumer was bound)."""
+        ids = [d["_id"] for d in self._col.find({"unrouted": True}, {"_id": 1}).limit(limit)]
+        for start in range(0, len(ids), 200):
+            self._col.update_many(
+                {"_id": {"$in": ids[start : start + 200]}},
+                {"$set": {"published": False}, "$unset": {"unrouted": "", "unrouted_types": ""}},
+            )
+        return len(ids)
 
     def run_forever(self) -> None:
         """Poll until `stop()`; broker failures back off and retry, nothing is dropped."""
