@@ -62,6 +62,7 @@ _DEFAULT_CODES = {
     409: "conflict",
     413: "payload_too_large",
     422: "validation_failed",
+    423: "locked",
     429: "too_many_requests",
     503: "service_unavailable",
 }
@@ -73,6 +74,7 @@ DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.BadRequest: 400,
     domain.NotFound: 404,
     domain.Conflict: 409,
+    domain.Locked: 423,
     domain.Forbidden: 403,
     domain.Unauthenticated: 401,
     domain.PayloadTooLarge: 413,
@@ -138,6 +140,8 @@ def status_for_rpc(error: grpc.RpcError, problem_doc: dict[str, Any]) -> int:
     code = error.code()  # type: ignore[attr-defined]
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return 413 if problem_doc.get("status") == 413 else 429
+    if code == grpc.StatusCode.FAILED_PRECONDITION and problem_doc.get("status") == 423:
+        return 423
     return _GRPC_STATUS.get(code, 500)
 
 

@@ -197,6 +197,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "titles.414": {"zh-CN": "请求地址过长", "en": "URI too long"},
     "titles.417": {"zh-CN": "预期失败", "en": "Expectation failed"},
     "titles.422": {"zh-CN": "数据校验失败", "en": "Unprocessable entity"},
+    "titles.423": {"zh-CN": "已锁定", "en": "Locked"},
     "titles.429": {"zh-CN": "请求过多", "en": "Too many requests"},
     "titles.431": {"zh-CN": "请求头过大", "en": "Request header fields too large"},
     "titles.500": {"zh-CN": "服务器错误", "en": "Internal server error"},

@@ -34,6 +34,7 @@ TABLE: dict[type[errors.DomainError], tuple[grpc.StatusCode, int, str]] = {
     errors.BadRequest: (grpc.StatusCode.FAILED_PRECONDITION, 400, "bad_request"),
     errors.NotFound: (grpc.StatusCode.NOT_FOUND, 404, "not_found"),
     errors.Conflict: (grpc.StatusCode.ALREADY_EXISTS, 409, "conflict"),
+    errors.Locked: (grpc.StatusCode.FAILED_PRECONDITION, 423, "locked"),
     errors.Forbidden: (grpc.StatusCode.PERMISSION_DENIED, 403, "forbidden"),
     errors.Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, 401, "unauthenticated"),
     errors.PayloadTooLarge: (grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large"),
@@ -42,7 +43,7 @@ TABLE: dict[type[errors.DomainError], tuple[grpc.StatusCode, int, str]] = {
     errors.DeadlineExceeded: (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "upstream_timeout"),
 }
 
-PACKAGES = ("crm_runtime", "form_service", "record_service", "gateway")
+PACKAGES = ("crm_runtime", "form_service", "record_service", "workflow_service", "gateway")
 GATEWAY_SRC = Path(importlib.import_module("gateway").__file__ or "").parent
 
 

@@ -100,6 +100,31 @@ def _entries() -> list[dict[str, Any]]:
             events.RECORD_UNSHARED, _doc(version=7), unshared, {"version": 7, "share": {"kind": "user", "id": "u-3"}}
         )
     )
+    # domain/records.py + approval_gate.py: a guarded change held for approval, then dropped
+    history, changes = _changes({"stage": ("proposal", "negotiation")})
+    out.append(
+        _entry(
+            events.RECORD_CHANGE_HELD,
+            _doc(version=9),
+            history,
+            {
+                "version": 9,
+                "change_id": "c-1",
+                "guard_id": "g-1",
+                "guard_owner": "approval:p-1",
+                "changes": changes,
+                "requested_by": "u-1",
+            },
+        )
+    )
+    out.append(
+        _entry(
+            events.RECORD_CHANGE_DROPPED,
+            _doc(version=10),
+            [{"field": "stage", "old": None, "new": "negotiation"}],
+            {"version": 10, "change_id": "c-1", "reason": "折扣过高", "changes": {"stage": "negotiation"}},
+        )
+    )
     # domain/merge.py: the winner (built as an update, then renamed), the loser, a re-pointed record
     history, changes = _changes({"mobile": (None, "13800138000")})
     winner = _entry(

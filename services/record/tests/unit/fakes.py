@@ -191,6 +191,7 @@ class FakeRecordRepository:
     def __init__(self) -> None:
         self._state = _State()
         self.bounds: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self.guard_sets: dict[tuple[str, str, str], list[Any]] = {}
         self.indexed: list[tuple[str, int]] = []
         self.transactions = 0
         self.fail_on_insert: int | None = None
@@ -235,6 +236,12 @@ class FakeRecordRepository:
 
     def unique_holder(self, key: str) -> str | None:
         return self._state.uniques.get(key)
+
+    def guards(self, tenant_id: str, form_id: str) -> list[Any]:
+        return [dict(g) for (t, f, _o), gs in self.guard_sets.items() if (t, f) == (tenant_id, form_id) for g in gs]
+
+    def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Any]) -> None:
+        self.guard_sets[(tenant_id, form_id, owner)] = [dict(g) for g in guards]
 
     def unique_holders(self, keys: Sequence[str]) -> dict[str, str]:
         return {k: self._state.uniques[k] for k in keys if k in self._state.uniques}

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crm_runtime.calls import call_deadline
-from crm_runtime.errors import Conflict, DeadlineExceeded, NotFound, ValidationFailed
+from crm_runtime.errors import Conflict, DeadlineExceeded, Forbidden, Locked, NotFound, ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.api.servicer import UseCases
 from record_service.domain.forms import FormSchema, SourceCatalog, StaticFormSource
@@ -447,3 +447,67 @@ def test_the_fake_store_matches_predicates_as_mongodb_does() -> None:
     assert matches(doc, {"kw": {"$in": ["x", "信恒"]}, "data.missing": None})
     assert not matches(doc, {"data.n": {"$gt": "4"}})  # another type never compares
     assert not matches(doc, {"deleted": 0})  # a bool is not a number
+
+
+# ---------------------------------------------------------------- approvals: locks and guarded changes
+
+ROBOT = Principal.service(TENANT, "workflow", on_behalf="approval:p1", locale="en")
+
+
+def test_a_locked_record_refuses_a_users_edit_and_delete_with_423_naming_the_approval(uc: UseCases) -> None:
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "B"})
+    uc.records.gate.lock(ROBOT, record["id"], {"id": "inst-1", "name": "合同审批"})
+    assert uc.records.get(ADMIN, record["id"])["lock"]["name"] == "合同审批"
+
+    with pytest.raises(Locked) as exc:
+        uc.records.update(ADMIN, record["id"], {"level": "A"}, 1)
+    assert "合同审批" in exc.value.detail and exc.value.to_problem()["status"] == 423
+    with pytest.raises(Locked):
+        uc.records.delete(ADMIN, record["id"], 1)
+    # the workflow writes the outcome while it is locked, then unlocks
+    uc.records.update(ROBOT, record["id"], {"level": "A"}, 1)
+    with pytest.raises(Conflict):
+        uc.records.gate.lock(ROBOT, record["id"], {"id": "inst-2", "name": "另一个"})
+    uc.records.gate.unlock(ROBOT, record["id"], "inst-1")
+    assert "lock" not in uc.records.get(ADMIN, record["id"])
+    assert uc.records.update(ADMIN, record["id"], {"level": "C"}, 2)["data"]["level"] == "C"
+    with pytest.raises(Forbidden):
+        uc.records.gate.lock(ADMIN, record["id"], {"id": "x"})
+
+
+def test_a_guarded_change_is_held_for_approval_then_applied_or_dropped(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    uc.records.gate.set_guards(
+        ROBOT,
+        "customer",
+        "approval:p1",
+        [{"id": "g1", "field": "level", "condition": {"field": "level", "op": "eq", "value": "A"}}],
+    )
+    record = uc.records.create(ADMIN, "customer", {"customer_name": "华信恒通", "level": "B", "amount": "1"})
+
+    after = uc.records.update(ADMIN, record["id"], {"level": "A", "amount": "2"}, 1)
+    assert after["data"]["level"] == "B" and after["data"]["amount"] == "2.00"  # the unguarded field is written
+    assert after["pending_change"]["fields"] == ["level"]
+    held = [e for e in repo.history.values() if e["action"] == "change_held"]
+    assert len(held) == 1
+    payload = held[0][ENVELOPE_FIELD]["data"]
+    assert payload["changes"] == {"level": {"old": "B", "new": "A"}} and payload["guard_owner"] == "approval:p1"
+    with pytest.raises(Locked):
+        uc.records.update(ADMIN, record["id"], {"level": "C"}, 2)  # the held field waits
+
+    change_id = payload["change_id"]
+    applied = uc.records.gate.resolve(ROBOT, uc.records, record["id"], change_id, True)
+    assert applied["data"]["level"] == "A" and "pending_change" not in applied
+
+    uc.records.update(ADMIN, record["id"], {"level": "B"}, applied["version"])  # not guarded: not to A
+    again = uc.records.update(ADMIN, record["id"], {"level": "A"}, applied["version"] + 1)
+    dropped_id = [e for e in repo.history.values() if e["action"] == "change_held"][-1][ENVELOPE_FIELD]["data"][
+        "change_id"
+    ]
+    kept = uc.records.gate.resolve(ROBOT, uc.records, record["id"], dropped_id, False, "折扣过高")
+    assert kept["data"]["level"] == "B" and "pending_change" not in kept and again["pending_change"]
+    [dropped] = [e for e in repo.history.values() if e["action"] == "change_dropped"]
+    assert dropped[ENVELOPE_FIELD]["data"]["reason"] == "折扣过高"
+    with pytest.raises(Conflict):
+        uc.records.gate.resolve(ROBOT, uc.records, record["id"], dropped_id, True)

@@ -108,6 +108,13 @@ class Forbidden(DomainError):
     http_status = 403
 
 
+class Locked(DomainError):
+    """The resource is locked for a while (a record in approval: its fields are read-only until it ends)."""
+
+    code = "locked"
+    http_status = 423
+
+
 class Unauthenticated(DomainError):
     """No valid credentials."""
 

@@ -68,6 +68,33 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
         """Add this servicer to a gRPC server (for crm_runtime.build_server)."""
         record_pb2_grpc.add_RecordServiceServicer_to_server(self, server)
 
+    def SetRecordLock(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method names
+        """Lock a record for an approval (services only)."""
+        p = current_principal()
+        lock = parse_object(request.lock_json, "lock_json", p.locale)
+        done = self.uc.records.gate.lock(p, request.record_id, lock)
+        return record_pb2.SetRecordLockResponse(lock_json=dumps(done["lock"]))
+
+    def ClearRecordLock(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Clear an approval's lock (services only)."""
+        self.uc.records.gate.unlock(current_principal(), request.record_id, request.lock_id)
+        return record_pb2.ClearRecordLockResponse()
+
+    def SetFieldGuards(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Replace one owner's change guards on a form (services only)."""
+        p = current_principal()
+        guards = loads(request.guards_json, "guards_json", p.locale, default=[])
+        count = self.uc.records.gate.set_guards(p, request.form_id, request.owner, guards)
+        return record_pb2.SetFieldGuardsResponse(count=count)
+
+    def ResolveHeldChange(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Apply or drop a held change (services only)."""
+        p = current_principal()
+        record = self.uc.records.gate.resolve(
+            p, self.uc.records, request.record_id, request.change_id, request.approve, request.reason
+        )
+        return record_pb2.ResolveHeldChangeResponse(record_json=dumps(record))
+
     def CreateRecord(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method names
         """Create one record."""
         p = current_principal()

@@ -100,6 +100,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     "not_mergeable": {"zh-CN": "计算字段不能选择来源：{field}", "en": "A computed field has no source: {field}"},
     "attachment_not_found": {"zh-CN": "文件不存在：{ref}", "en": "File not found: {ref}"},
     "file_required": {"zh-CN": "文件内容为空", "en": "The file is empty"},
+    "record_locked": {
+        "zh-CN": "记录正在审批中（{name}），审批结束前不能修改",
+        "en": "The record is in approval ({name}) and cannot be changed until it ends",
+    },
+    "change_pending": {
+        "zh-CN": "字段 {fields} 的修改正在等待审批",
+        "en": "A change of {fields} is waiting for approval",
+    },
+    "no_pending_change": {
+        "zh-CN": "没有等待审批的修改：{id}",
+        "en": "No change waiting for approval: {id}",
+    },
+    "service_only": {"zh-CN": "只有平台服务可以执行此操作", "en": "Only a platform service may do this"},
     "idempotency_key_too_long": {
         "zh-CN": "幂等键长度不能超过 {max_length}",
         "en": "The idempotency key must be at most {max_length} long",

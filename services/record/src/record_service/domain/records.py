@@ -21,6 +21,7 @@ from crm_runtime.errors import ValidationFailed
 from crm_runtime.principal import Principal
 from record_service.domain import errors as rerr
 from record_service.domain.access import input_errors
+from record_service.domain.approval_gate import RECORD_CHANGE_HELD, ApprovalGate, refuse_if_locked
 from record_service.domain.core import Loaded, RecordCore, unique_key
 from record_service.domain.files import attachment_ids
 from record_service.domain.rendering import Renderer
@@ -41,6 +42,7 @@ class Records:
         self.core = core
         self.renderer = renderer
         self.queries = queries
+        self.gate = ApprovalGate(core)
 
     def create(
         self, principal: Principal, form_ref: str, data: Any, owner_id: str = "", idempotency_key: str = ""
@@ -137,6 +139,7 @@ class Records:
             raise rerr.invalid("data_json", "not_object", loc)
         loaded = self.core.load(principal, record_id, edit=True)
         doc, form = loaded.doc, loaded.form
+        refuse_if_locked(principal, doc, fields=[str(k) for k in data])
         if int(doc.get("version") or 0) != expected_version:
             raise rerr.version_conflict(record_id, int(doc.get("version") or 0), expected_version, loc)
         now = self.core.clock()
@@ -160,11 +163,15 @@ class Records:
         if refused or result.errors:
             raise ValidationFailed(refused + list(result.errors))
         changed = {k: v for k, v in result.values.items() if k not in stored or stored[k] != v}
+        held = self.gate.held(principal, loaded, changed, {**stored, **changed})
+        if held is not None:
+            # the guarded fields wait for their approval; the rest of the change is written now
+            changed = {k: v for k, v in changed.items() if k not in held["fields"]}
         new_owner = owner_id if owner_id and owner_id != doc.get("owner_id") else ""
         new_department = str(doc.get("department_id") or "")
         if new_owner:
             new_owner, new_department = self.core.owner_of(principal, form, new_owner)
-        if not changed and not new_owner:
+        if not changed and not new_owner and held is None:
             return self.renderer.render_one(principal, loaded, ctx)
         new_data = {**stored, **changed}
         version = expected_version + 1
@@ -186,6 +193,15 @@ class Records:
             set_fields["department_id"] = new_department
             set_fields["acl"] = access.record_acl(new_owner, new_department, doc.get("shares") or [])
         masked = ctx.with_role("")
+        if held is not None:
+            set_fields["pending_change"] = {
+                "id": held["id"],
+                "guard_id": held["guard"]["id"],
+                "owner": held["guard"].get("owner"),
+                "fields": held["fields"],
+                "requested_by": principal.user_id,
+                "at": now,
+            }
         old_claims = dict(self.core.unique_claims(form, principal.tenant_id, record_id, current))
         new_claims = dict(self.core.unique_claims(form, principal.tenant_id, record_id, new_data))
         release = [k for k in old_claims if k not in new_claims]
@@ -212,6 +228,29 @@ class Records:
                     now,
                     changes,
                     {"version": version, "changes": {c["field"]: {"old": c["old"], "new": c["new"]} for c in changes}},
+                )
+            )
+        if held is not None:
+            held_out = {}
+            for key, new in held["fields"].items():
+                definition = form.field(key) or {"key": key}
+                old_out = crm_schema.to_output(definition, stored[key], ctx=masked) if key in stored else None
+                held_out[key] = {"old": old_out, "new": crm_schema.to_output(definition, new, ctx=masked)}
+            entries.append(
+                self.core.history_entry(
+                    RECORD_CHANGE_HELD,
+                    principal,
+                    after,
+                    now,
+                    [{"field": k, "old": c["old"], "new": c["new"]} for k, c in held_out.items()],
+                    {
+                        "version": version,
+                        "change_id": held["id"],
+                        "guard_id": held["guard"]["id"],
+                        "guard_owner": held["guard"].get("owner") or "",
+                        "changes": held_out,
+                        "requested_by": principal.user_id,
+                    },
                 )
             )
         if new_owner:
@@ -248,6 +287,7 @@ class Records:
         loaded = self.core.load(principal, record_id)
         self.core.require_on(principal, loaded, "delete")
         doc, form = loaded.doc, loaded.form
+        refuse_if_locked(principal, doc)
         version = int(doc.get("version") or 0)
         if expected_version and expected_version != version:
             raise rerr.version_conflict(record_id, version, expected_version, principal.locale)

@@ -107,6 +107,28 @@ class Renderer:
         return result
 
     def _envelope(self, doc: Mapping[str, Any], data: Doc) -> Doc:
+        out = self._base(doc, data)
+        lock = doc.get("lock")
+        if lock:
+            # in approval: the fields are read-only until it ends (domain/approval_gate.py)
+            out["lock"] = {
+                "id": lock.get("id"),
+                "kind": lock.get("kind"),
+                "name": lock.get("name"),
+                "at": iso(lock.get("at")),
+            }
+        pending = doc.get("pending_change")
+        if pending:
+            out["pending_change"] = {
+                "id": pending.get("id"),
+                "fields": sorted((pending.get("fields") or {}).keys()),
+                "requested_by": pending.get("requested_by"),
+                "at": iso(pending.get("at")),
+            }
+        return out
+
+    @staticmethod
+    def _base(doc: Mapping[str, Any], data: Doc) -> Doc:
         return {
             "id": doc["_id"],
             "form_id": doc.get("form_id"),

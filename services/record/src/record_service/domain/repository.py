@@ -86,6 +86,14 @@ class RecordRepository(Protocol):
         """The record id holding a unique key, or None."""
         ...
 
+    def guards(self, tenant_id: str, form_id: str) -> list[Doc]:
+        """The change guards kept on a form (domain/approval_gate.py)."""
+        ...
+
+    def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Doc]) -> None:
+        """Replace the guards one owner (an approval process) keeps on a form."""
+        ...
+
     def unique_holders(self, keys: Sequence[str]) -> dict[str, str]:
         """{key: record id} for the keys that are claimed (chunked reads by _id)."""
         ...

@@ -18,6 +18,9 @@ wire are exactly those of single writes. Payloads:
     record.owner_changed  {record_id, form_id, version, old_owner_id, new_owner_id, department_id}
     record.shared         {record_id, form_id, version, owner_id, department_id, share: {kind, id, access}}
     record.unshared       {record_id, form_id, version, owner_id, department_id, share: {kind, id}}
+    record.change_held    {record_id, form_id, version, owner_id, department_id, change_id, guard_id, guard_owner,
+                           changes: {key: {old, new}}, requested_by} (a guarded change waits for approval)
+    record.change_dropped {record_id, form_id, version, owner_id, department_id, change_id, reason, changes}
     record.merged         {record_id, form_id, winner_id, loser_id, repointed, version, owner_id, department_id,
                            changes} (domain/merge.py; the loser gets record.deleted with merged_into, each
                            re-pointed record record.updated with merged_from and merged_into)
@@ -58,6 +61,8 @@ RECORD_RESTORED = "record.restored"
 RECORD_OWNER_CHANGED = "record.owner_changed"
 RECORD_SHARED = "record.shared"
 RECORD_UNSHARED = "record.unshared"
+RECORD_CHANGE_HELD = "record.change_held"
+RECORD_CHANGE_DROPPED = "record.change_dropped"
 
 ACTIONS = {
     RECORD_CREATED: "created",
@@ -67,6 +72,8 @@ ACTIONS = {
     RECORD_OWNER_CHANGED: "owner_changed",
     RECORD_SHARED: "shared",
     RECORD_UNSHARED: "unshared",
+    RECORD_CHANGE_HELD: "change_held",
+    RECORD_CHANGE_DROPPED: "change_dropped",
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pymongo import DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -242,6 +242,7 @@ class MongoRecordRepository:
         self.uniques: Collection[Any] = db["uniques"]
         self.counters: Collection[Any] = db["counters"]
         self.meta: Collection[Any] = db["meta"]
+        self.guard_docs: Collection[Any] = db["guards"]
         self._form_indexes = FormIndexes(self.records)
         self._order_lock = threading.Lock()
         self._order_blocks: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, form) -> (next, last) of a block
@@ -249,6 +250,7 @@ class MongoRecordRepository:
     def ensure_indexes(self) -> None:
         """The base indexes and the one-off backfills (start-up)."""
         ensure_base_indexes(self.records, self.history)
+        self.guard_docs.create_index([("tenant_id", ASCENDING), ("form_id", ASCENDING)], name="guards_by_form")
         backfilled = self.backfill_keyword_partitions()
         if backfilled:
             log.info("keyword_partitions_backfilled", records=backfilled)
@@ -337,6 +339,18 @@ class MongoRecordRepository:
         for start in range(0, len(unique), IN_CHUNK):
             out += list(self.records.find({"_id": {"$in": unique[start : start + IN_CHUNK]}}, projection))
         return out
+
+    def guards(self, tenant_id: str, form_id: str) -> list[Doc]:
+        """The change guards of a form (approval_gate), from every owner."""
+        return [dict(d["guard"]) for d in self.guard_docs.find({"tenant_id": tenant_id, "form_id": form_id})]
+
+    def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Doc]) -> None:
+        """Replace the guards one owner keeps on a form."""
+        self.guard_docs.delete_many({"tenant_id": tenant_id, "form_id": form_id, "owner": owner})
+        if guards:
+            self.guard_docs.insert_many(
+                [{"tenant_id": tenant_id, "form_id": form_id, "owner": owner, "guard": dict(g)} for g in guards]
+            )
 
     def unique_holder(self, key: str) -> str | None:
         """Who holds a unique key."""
