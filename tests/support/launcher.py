@@ -197,6 +197,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
             {"GRPC_PORT": str(workflow_grpc), "HTTP_PORT": str(free_port())},
         ),
         "workflow-worker": ([py, "-m", "workflow_service", "worker"], {"WORKER_HTTP_PORT": str(free_port())}),
+        "workflow-relay": ([py, "-m", "workflow_service", "relay"], {"WORKFLOW_RELAY_HTTP_PORT": str(free_port())}),
         "gateway-relay": ([py, "-m", "gateway", "relay"], {}),
         "gateway": ([py, "-m", "gateway", "serve"], {}),
     }

@@ -1,4 +1,5 @@
-"""`python -m workflow_service serve|worker`: the gRPC API, or the nameko worker (event handlers, timers).
+"""`python -m workflow_service serve|worker|relay`: the gRPC API, the nameko worker (event handlers,
+timers), or the relay of its outbox (its own events, on `workflow.events`).
 
 The two never share a process: grpcio's server does not run under eventlet.
 The worker patches the standard library for eventlet first, before anything
@@ -78,13 +79,47 @@ def worker() -> None:
     log.info("worker_stopped")
 
 
+def relay() -> None:
+    """Publish the workflow's outbox with confirms until SIGTERM; /healthz /readyz /metrics on its side port."""
+    import threading
+
+    from crm_runtime.grpc_server import start_side_http
+    from crm_runtime.mongo import ping
+    from workflow_service.outbox import build_relay
+    from workflow_service.server import connect_store
+    from workflow_service.settings import Settings
+
+    settings = Settings.from_env()
+    configure_logging("workflow-relay", settings.log_level)
+    db = connect_store(settings.mongo_url, settings.workflow_db)
+    outbox_relay = build_relay(db, settings.amqp_url)
+
+    class _Ready:
+        def ready(self) -> bool:
+            return outbox_relay.healthy and ping(db)
+
+    httpd = start_side_http(_Ready(), settings.relay_http_port)
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: Any) -> None:
+        log.info("shutdown_requested", signal=signum)
+        outbox_relay.stop()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    log.info("relay_started", http_port=settings.relay_http_port)
+    outbox_relay.run_forever()
+    httpd.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="workflow_service", description="The workflow service.")
-    parser.add_argument("command", choices=["serve", "worker"])
+    parser.add_argument("command", choices=["serve", "worker", "relay"])
     args = parser.parse_args(argv)
     try:
-        serve() if args.command == "serve" else worker()
+        {"serve": serve, "worker": worker, "relay": relay}[args.command]()
     except ConfigError as exc:
         raise SystemExit(f"workflow_service: configuration error: {exc}") from None
 
