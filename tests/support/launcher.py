@@ -77,6 +77,8 @@ class Platform:
             [
                 self.env["RECORD_DIRECTORY_QUEUE"],
                 self.env["RECORD_DIRECTORY_QUEUE"] + ".dlq",
+                self.env["RECORD_POOL_QUEUE"],
+                self.env["RECORD_POOL_QUEUE"] + ".dlq",
                 *workflow_queues(self.env["WORKFLOW_QUEUE_PREFIX"]),
             ],
         )
@@ -177,6 +179,7 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "CRM_INTERNAL_SECRET": os.environ.get("CRM_INTERNAL_SECRET") or secrets.token_urlsafe(32),
         # one broker serves every platform on this machine: each its own durable directory queue
         "RECORD_DIRECTORY_QUEUE": f"record.directory.test-{secrets.token_hex(6)}",
+        "RECORD_POOL_QUEUE": f"record.pools.test-{secrets.token_hex(6)}",
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "TENANT_TZ": "Asia/Shanghai",
         "LOG_LEVEL": "WARNING",

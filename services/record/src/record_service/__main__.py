@@ -17,6 +17,7 @@ from record_service.forms.invalidation import form_cache_consumer
 from record_service.server import RelayHealth, build_record_server, build_relay, connect_store
 from record_service.settings import Settings
 from record_service.store.directory import MongoDirectory, directory_consumer
+from record_service.store.pools import pool_consumer
 
 log = get_logger("record.main")
 
@@ -30,20 +31,23 @@ def serve() -> None:
     forms = CachedFormSource(GrpcFormSource(settings.form_grpc_addr))
     consumer = form_cache_consumer(settings.amqp_url, forms, db)
     users = directory_consumer(settings.amqp_url, MongoDirectory(db), db, queue=settings.directory_queue)
+    pools = pool_consumer(settings.amqp_url, db, queue=settings.pool_queue)
     server = build_record_server(
         db,
         port=settings.grpc_port,
         forms=forms,
         cipher=cipher,
         tz=ZoneInfo(settings.tenant_tz),
-        consumers=[consumer, users],
+        consumers=[consumer, users, pools],
     )
     consumer.start()
     users.start()
+    pools.start()
 
     def stop_consumers() -> None:
         consumer.stop()
         users.stop()
+        pools.stop()
 
     serve_forever(server.bundle, settings.http_port, on_stop=stop_consumers)
 

@@ -16,7 +16,8 @@ class Settings(BaseSettings):
     HTTP_PORT (8082), LOG_LEVEL, RECORD_DB (crm_record), FORM_GRPC_ADDR (127.0.0.1:50051), FIELD_ENCRYPTION_KEY,
     TENANT_TZ (Asia/Shanghai), RELAY_HTTP_PORT (8083),
     RECORD_DIRECTORY_QUEUE (record.directory: the durable queue of the gateway's user events; installations
-    sharing one broker each need their own, or they take each other's events)."""
+    sharing one broker each need their own, or they take each other's events), RECORD_POOL_QUEUE (record.pools:
+    the workflow's pool events, likewise)."""
 
     record_db: str = "crm_record"
     form_grpc_addr: str = "127.0.0.1:50051"
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
     tenant_tz: str = "Asia/Shanghai"
     relay_http_port: int = 8083
     directory_queue: str = "record.directory"
+    pool_queue: str = "record.pools"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
             tenant_tz=tz,
             relay_http_port=env_int("RELAY_HTTP_PORT", 8083),
             directory_queue=env_str("RECORD_DIRECTORY_QUEUE", "record.directory"),
+            pool_queue=env_str("RECORD_POOL_QUEUE", "record.pools"),
         )
 
     def require_encryption_key(self) -> str:

@@ -192,6 +192,8 @@ class FakeRecordRepository:
         self._state = _State()
         self.bounds: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.guard_sets: dict[tuple[str, str, str], list[Any]] = {}
+        self.pool_docs: dict[tuple[str, str], Any] = {}
+        self.quotas: dict[str, int] = {}
         self.indexed: list[tuple[str, int]] = []
         self.transactions = 0
         self.fail_on_insert: int | None = None
@@ -239,6 +241,15 @@ class FakeRecordRepository:
 
     def guards(self, tenant_id: str, form_id: str) -> list[Any]:
         return [dict(g) for (t, f, _o), gs in self.guard_sets.items() if (t, f) == (tenant_id, form_id) for g in gs]
+
+    def pool(self, tenant_id: str, pool_id: str) -> Any:
+        return self.pool_docs.get((tenant_id, pool_id))
+
+    def take_quota(self, key: str, limit: int) -> bool:
+        if self.quotas.get(key, 0) >= limit:
+            return False
+        self.quotas[key] = self.quotas.get(key, 0) + 1
+        return True
 
     def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Any]) -> None:
         self.guard_sets[(tenant_id, form_id, owner)] = [dict(g) for g in guards]

@@ -511,3 +511,76 @@ def test_a_guarded_change_is_held_for_approval_then_applied_or_dropped(
     assert dropped[ENVELOPE_FIELD]["data"]["reason"] == "折扣过高"
     with pytest.raises(Conflict):
         uc.records.gate.resolve(ROBOT, uc.records, record["id"], dropped_id, True)
+
+
+# ---------------------------------------------------------------- the public pool
+
+
+def _pool(repo: FakeRecordRepository, **rules: Any) -> dict[str, Any]:
+    pool = {
+        "id": "pool-1",
+        "form_id": CUSTOMER.id,
+        "name": "公海",
+        "members": {"users": [], "departments": ["d-sales"]},
+        "admins": ["u-pool-admin"],
+        "cooldown_days": 7,
+        **rules,
+    }
+    repo.pool_docs[(TENANT, "pool-1")] = pool
+    return pool
+
+
+SELLER = Principal(tenant_id=TENANT, user_id="u-seller", role="sales", roles=("sales",), department_id="d-sales")
+OTHER_SELLER = Principal(
+    tenant_id=TENANT, user_id="u-seller-2", role="sales", roles=("sales",), department_id="d-sales"
+)
+OUTSIDER = Principal(tenant_id=TENANT, user_id="u-out", role="sales", roles=("sales",), department_id="d-finance")
+
+
+def test_a_record_returned_to_the_pool_loses_its_owner_and_members_see_and_claim_it(
+    uc: UseCases, repo: FakeRecordRepository
+) -> None:
+    _pool(repo)
+    record = uc.records.create(ROBOT, "customer", {"customer_name": "华信恒通"}, owner_id="")
+    moved = uc.records.pool.move(ROBOT, record["id"], "pool-1", "30 天未跟进", {})
+    assert moved["pool_id"] == "pool-1" and moved["owner_id"] in (None, "")
+    stored = repo.records[record["id"]]
+    assert stored["acl"] == ["p:pool-1"] and stored["pool_entered_at"]
+
+    page = uc.listing.list_records(SELLER, "customer", pool_id="pool-1", pool=uc.records.pool)
+    assert [r["id"] for r in page.records] == [record["id"]]
+    assert uc.records.get(SELLER, record["id"])["pool_id"] == "pool-1"
+    with pytest.raises(NotFound):
+        uc.listing.list_records(OUTSIDER, "customer", pool_id="pool-1", pool=uc.records.pool)
+    with pytest.raises(NotFound):
+        uc.records.get(OUTSIDER, record["id"])
+    with pytest.raises(NotFound):
+        uc.records.pool.claim(OUTSIDER, record["id"])
+
+    claimed = uc.records.pool.claim(SELLER, record["id"])
+    assert claimed["owner_id"] == "u-seller" and "pool_id" not in claimed
+    actions = [e[ENVELOPE_FIELD]["data"].get("pool_action") for e in repo.history.values()]
+    assert actions.count("returned") == 1 and actions.count("claimed") == 1
+
+
+def test_a_claim_respects_the_cooldown_and_the_caps(uc: UseCases, repo: FakeRecordRepository) -> None:
+    _pool(repo, max_owned_per_user=2, max_claims_per_day=3)
+    ids = [uc.records.create(SELLER, "customer", {"customer_name": f"客户{i}"})["id"] for i in range(4)]
+    uc.records.pool.move(SELLER, ids[0], "pool-1", "不再跟进", {})
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.pool.move(SELLER, ids[1], "pool-1", "", {})
+    assert field_errors(exc.value) == {"reason": "required"}
+
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.pool.claim(SELLER, ids[0])  # the former owner within 7 days
+    assert field_errors(exc.value) == {"record_id": "pool_cooldown"}
+
+    for record_id in ids[1:]:
+        uc.records.pool.move(SELLER, record_id, "pool-1", "退回", {})
+    uc.records.pool.claim(OTHER_SELLER, ids[0])
+    uc.records.pool.claim(OTHER_SELLER, ids[1])
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.pool.claim(OTHER_SELLER, ids[2])  # owns 2 of 2
+    assert field_errors(exc.value) == {"owner_id": "pool_cap_user"}
+    with pytest.raises(Forbidden):
+        uc.records.pool.assign(OTHER_SELLER, ids[2], "u-seller-2")  # not a pool admin

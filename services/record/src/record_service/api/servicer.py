@@ -68,7 +68,24 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
         """Add this servicer to a gRPC server (for crm_runtime.build_server)."""
         record_pb2_grpc.add_RecordServiceServicer_to_server(self, server)
 
-    def SetRecordLock(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method names
+    def MoveToPool(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method names
+        """Return a record to a public pool (its owner, an admin, or the workflow recycling it)."""
+        p = current_principal()
+        data = loads(request.data_json, "data_json", p.locale, default={})
+        record = self.uc.records.pool.move(p, request.record_id, request.pool_id, request.reason, data or {})
+        return record_pb2.MoveToPoolResponse(record_json=dumps(record))
+
+    def ClaimFromPool(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """A member claims a pool record."""
+        record = self.uc.records.pool.claim(current_principal(), request.record_id)
+        return record_pb2.ClaimFromPoolResponse(record_json=dumps(record))
+
+    def AssignFromPool(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """A pool admin gives a pool record to a user."""
+        record = self.uc.records.pool.assign(current_principal(), request.record_id, request.owner_id)
+        return record_pb2.AssignFromPoolResponse(record_json=dumps(record))
+
+    def SetRecordLock(self, request: Any, context: Any) -> Any:  # noqa: N802
         """Lock a record for an approval (services only)."""
         p = current_principal()
         lock = parse_object(request.lock_json, "lock_json", p.locale)
@@ -144,6 +161,8 @@ class RecordServicer(record_pb2_grpc.RecordServiceServicer):
             count_mode=_COUNT_MODES.get(request.count_mode, COUNT_CAPPED),
             keyword=request.keyword,
             deleted=request.deleted,
+            pool_id=request.pool_id,
+            pool=self.uc.records.pool,
         )
         return record_pb2.ListRecordsResponse(
             records_json=[dumps(r) for r in page.records],

@@ -112,6 +112,32 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "没有等待审批的修改：{id}",
         "en": "No change waiting for approval: {id}",
     },
+    "pool_not_found": {"zh-CN": "公海池不存在：{ref}", "en": "Public pool not found: {ref}"},
+    "pool_other_form": {
+        "zh-CN": "公海池“{pool}”不属于这条记录的表单",
+        "en": "The pool “{pool}” is not a pool of this record's form",
+    },
+    "pool_not_member": {"zh-CN": "你不是公海池“{pool}”的成员", "en": "You are not a member of the pool “{pool}”"},
+    "pool_not_admin": {
+        "zh-CN": "只有公海池“{pool}”的管理员可以分配",
+        "en": "Only an administrator of the pool “{pool}” may assign",
+    },
+    "pool_cooldown": {
+        "zh-CN": "你刚把这条记录退回公海，{until} 之后才能再次领取",
+        "en": "You returned this record to the pool recently; you may claim it again after {until}",
+    },
+    "pool_cap_user": {
+        "zh-CN": "名下记录已达上限 {max} 条，不能再领取或分配",
+        "en": "The owner already has the most records allowed ({max})",
+    },
+    "pool_cap_department": {
+        "zh-CN": "该部门名下记录已达上限 {max} 条",
+        "en": "The department already has the most records allowed ({max})",
+    },
+    "pool_cap_daily": {
+        "zh-CN": "今天的领取次数已达上限 {max} 次",
+        "en": "You have claimed the most records allowed today ({max})",
+    },
     "service_only": {"zh-CN": "只有平台服务可以执行此操作", "en": "Only a platform service may do this"},
     "idempotency_key_too_long": {
         "zh-CN": "幂等键长度不能超过 {max_length}",

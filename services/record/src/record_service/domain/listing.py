@@ -16,7 +16,9 @@ from typing import Any
 
 import crm_schema
 from crm_runtime.principal import Principal
+from record_service.domain import errors as rerr
 from record_service.domain.core import RecordCore
+from record_service.domain.pool import PoolAccess, is_admin, is_member
 from record_service.domain.query import COUNT_CAPPED, encode_cursor, normalise_text
 from record_service.domain.rendering import Renderer
 from record_service.domain.repository import ListPlan, RecordQueries
@@ -55,6 +57,8 @@ class Listing:
         count_mode: str = COUNT_CAPPED,
         keyword: str = "",
         deleted: bool = False,
+        pool_id: str = "",
+        pool: Any = None,
     ) -> ListPage:
         """One page of records: planned and read by the query port, rendered, counted as asked.
 
@@ -67,6 +71,13 @@ class Listing:
         form = core.form(principal, form_ref)
         ctx = core.context(principal)
         fa = core.access(principal, form, ctx)
+        scope: Any = None if fa.unrestricted else fa
+        if pool_id:
+            # a pool's records: its members' (and admins') view, whatever their own scope (domain/pool.py)
+            found = pool.pool(principal, pool_id)
+            if str(found.get("form_id")) != form.id or not (is_member(found, principal) or is_admin(found, principal)):
+                raise rerr.record_not_found(f"pool:{pool_id}", principal.locale)
+            scope = PoolAccess(pool_id)
         keyword_text: Callable[[Mapping[str, Any]], str] | None = None
         if fa.hidden & set(form.by_key):
             shown = [f for f in form.fields if f["key"] not in fa.hidden]
@@ -78,7 +89,7 @@ class Listing:
             form,
             principal.tenant_id,
             ctx=ctx,
-            access=None if fa.unrestricted else fa,
+            access=scope,
             hidden=fa.hidden,
             keyword_text=keyword_text,
             tree=tree,

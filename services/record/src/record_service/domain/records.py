@@ -24,6 +24,7 @@ from record_service.domain.access import input_errors
 from record_service.domain.approval_gate import RECORD_CHANGE_HELD, ApprovalGate, refuse_if_locked
 from record_service.domain.core import Loaded, RecordCore, unique_key
 from record_service.domain.files import attachment_ids
+from record_service.domain.pool import PublicPool
 from record_service.domain.rendering import Renderer
 from record_service.domain.repository import RecordQueries, Transaction, UniqueTaken
 from record_service.events import RECORD_CREATED, RECORD_DELETED, RECORD_OWNER_CHANGED, RECORD_RESTORED, RECORD_UPDATED
@@ -43,6 +44,7 @@ class Records:
         self.renderer = renderer
         self.queries = queries
         self.gate = ApprovalGate(core)
+        self.pool = PublicPool(core, self)
 
     def create(
         self, principal: Principal, form_ref: str, data: Any, owner_id: str = "", idempotency_key: str = ""
@@ -126,8 +128,11 @@ class Records:
         return self.renderer.render_one(principal, Loaded(doc, form), ctx, computed=False)
 
     def get(self, principal: Principal, record_id: str) -> Doc:
-        """One live record with relations displayed, lookups and rollups computed, retired values apart."""
-        loaded = self.core.load(principal, record_id)
+        """One live record with relations displayed, lookups and rollups computed, retired values apart.
+
+        A record in a public pool is readable by the pool's members too (domain/pool.py).
+        """
+        loaded = self.pool.load(principal, record_id)
         return self.renderer.render_one(principal, loaded, self.core.context(principal), computed=True)
 
     def update(self, principal: Principal, record_id: str, data: Any, expected_version: int, owner_id: str = "") -> Doc:

@@ -117,6 +117,9 @@ class Renderer:
                 "name": lock.get("name"),
                 "at": iso(lock.get("at")),
             }
+        if doc.get("pool_id"):
+            out["pool_id"] = doc.get("pool_id")
+            out["pool_entered_at"] = iso(doc.get("pool_entered_at"))
         pending = doc.get("pending_change")
         if pending:
             out["pending_change"] = {

@@ -90,6 +90,14 @@ class RecordRepository(Protocol):
         """The change guards kept on a form (domain/approval_gate.py)."""
         ...
 
+    def pool(self, tenant_id: str, pool_id: str) -> Doc | None:
+        """A public pool as replicated from the workflow service (domain/pool.py), or None."""
+        ...
+
+    def take_quota(self, key: str, limit: int) -> bool:
+        """Count one more use of a quota (e.g. a user's claims today); False, counting nothing, at `limit`."""
+        ...
+
     def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Doc]) -> None:
         """Replace the guards one owner (an approval process) keeps on a form."""
         ...

@@ -243,6 +243,7 @@ class MongoRecordRepository:
         self.counters: Collection[Any] = db["counters"]
         self.meta: Collection[Any] = db["meta"]
         self.guard_docs: Collection[Any] = db["guards"]
+        self.pools: Collection[Any] = db["pools"]
         self._form_indexes = FormIndexes(self.records)
         self._order_lock = threading.Lock()
         self._order_blocks: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, form) -> (next, last) of a block
@@ -343,6 +344,23 @@ class MongoRecordRepository:
     def guards(self, tenant_id: str, form_id: str) -> list[Doc]:
         """The change guards of a form (approval_gate), from every owner."""
         return [dict(d["guard"]) for d in self.guard_docs.find({"tenant_id": tenant_id, "form_id": form_id})]
+
+    def pool(self, tenant_id: str, pool_id: str) -> Doc | None:
+        """The replicated pool (store/pools.py keeps it), by _id "<tenant>|<pool>"."""
+        doc = self.pools.find_one({"_id": f"{tenant_id}|{pool_id}"})
+        return dict(doc["pool"]) if doc and not doc.get("deleted") else None
+
+    def take_quota(self, key: str, limit: int) -> bool:
+        """One atomic conditional increment (`n < limit`), or the first use inserted."""
+        if self.counters.update_one({"_id": key, "n": {"$lt": limit}}, {"$inc": {"n": 1}}).modified_count:
+            return True
+        if limit < 1 or self.counters.find_one({"_id": key}, {"_id": 1}) is not None:
+            return False
+        try:
+            self.counters.insert_one({"_id": key, "n": 1, "at": datetime.now(UTC)})
+            return True
+        except DuplicateKeyError:
+            return self.take_quota(key, limit)
 
     def replace_guards(self, tenant_id: str, form_id: str, owner: str, guards: Sequence[Doc]) -> None:
         """Replace the guards one owner keeps on a form."""
