@@ -120,6 +120,15 @@ class GrpcRecords:
         except VersionConflict:
             raise VersionMoved(record_id) from None
 
+    def move_to_pool(
+        self, principal: Principal, record_id: str, pool_id: str, reason: str, data: Mapping[str, Any]
+    ) -> Doc:
+        """See RecordPort."""
+        request = record_pb2.MoveToPoolRequest(
+            record_id=record_id, pool_id=pool_id, reason=reason, data_json=json.dumps(dict(data), ensure_ascii=False)
+        )
+        return dict(json.loads(self._call("MoveToPool", request, principal).record_json))
+
     def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
         """See RecordPort."""
         request = record_pb2.ListRecordsRequest(

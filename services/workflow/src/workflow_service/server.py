@@ -17,10 +17,13 @@ from pymongo.database import Database
 from crm_runtime import build_server, get_logger
 from crm_runtime.grpc_server import ServerBundle
 from crm_runtime.mongo import connect, ping, wait_for_store
+from workflow_service.api.pool_servicer import SERVICE_NAME as POOL_SERVICE_NAME
+from workflow_service.api.pool_servicer import PoolServicer
 from workflow_service.api.servicer import SERVICE_NAME, WorkflowServicer
 from workflow_service.channels import build_channels
 from workflow_service.clients import GrpcForms, GrpcRecords
 from workflow_service.domain.engine import Engine, EngineSettings
+from workflow_service.domain.pool_service import PoolUseCases
 from workflow_service.domain.ports import FormPort, RecordPort
 from workflow_service.domain.service import WorkflowUseCases
 from workflow_service.settings import Settings
@@ -117,7 +120,15 @@ class WorkflowServer:
 
 def build_workflow_server(wiring: Wiring, db: Database[Any], *, port: int, host: str | None = None) -> WorkflowServer:
     """The gRPC server of the API over the wiring."""
-    use_cases = WorkflowUseCases(wiring.store, wiring.forms, wiring.engine, templates=load_template)
+    pools = PoolUseCases(wiring.store, wiring.forms)
+    use_cases = WorkflowUseCases(wiring.store, wiring.forms, wiring.engine, templates=load_template, pools=pools)
     servicer = WorkflowServicer(use_cases)
-    bundle = build_server(port, [servicer.register], [SERVICE_NAME], checks=[lambda: ping(db)], host=host)
+    pool_servicer = PoolServicer(pools)
+    bundle = build_server(
+        port,
+        [servicer.register, pool_servicer.register],
+        [SERVICE_NAME, POOL_SERVICE_NAME],
+        checks=[lambda: ping(db)],
+        host=host,
+    )
     return WorkflowServer(bundle, use_cases, wiring)

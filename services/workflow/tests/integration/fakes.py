@@ -117,16 +117,37 @@ class FakeRecords:
             )
         return dict(record)
 
+    def move_to_pool(
+        self, principal: Principal, record_id: str, pool_id: str, reason: str, data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        with self._lock:
+            record = self.records[record_id]
+            old_owner = record.get("owner_id")
+            record.update(owner_id=None, pool_id=pool_id, pool_reason=reason)
+            record["data"].update(dict(data))
+            record["version"] += 1
+        self._event(
+            principal, "record.owner_changed", record, old_owner_id=old_owner, new_owner_id=None, pool_id=pool_id,
+            pool_action="returned", version=record["version"],
+        )  # fmt: skip
+        return dict(record)
+
     def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
-        owner = None
-        leaves = (filter_tree or {}).get("and") or [filter_tree or {}]
-        for leaf in leaves:
-            if isinstance(leaf, Mapping) and leaf.get("field") == "owner_id":
-                owner = leaf.get("value")
+        """Records of a form matching an and-tree of `eq` leaves (owner_id or a data field; relations by id)."""
+        tree = dict(filter_tree or {})
+        leaves = [leaf for leaf in tree.get("and") or [tree] if isinstance(leaf, Mapping) and leaf.get("field")]
+
+        def holds(record: Mapping[str, Any], leaf: Mapping[str, Any]) -> bool:
+            field = str(leaf["field"])
+            value = record.get(field) if field == "owner_id" else record["data"].get(field)
+            if isinstance(value, Mapping):
+                value = value.get("id")
+            return bool(value == leaf.get("value"))
+
         return sum(
             1
             for r in self.records.values()
-            if r["form_id"] == form_id and (owner is None or r.get("owner_id") == owner)
+            if r["form_id"] == form_id and r["tenant_id"] == principal.tenant_id and all(holds(r, x) for x in leaves)
         )
 
     def page(

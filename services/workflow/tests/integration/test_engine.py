@@ -304,3 +304,70 @@ def test_a_date_timer_follows_its_field_and_the_compiled_condition_filters_the_d
     pending = world.store.timers.find_one({"_id": record_timer_id(automation["id"], record["id"])})
     assert pending is not None and pending["state"] == "pending"
     assert pending["due_at"].replace(tzinfo=UTC) > world.clock_now + timedelta(days=1)
+
+
+# ---------------------------------------------------------------- the public pool
+
+POOL = {
+    "name": "公海池",
+    "form": "customer",
+    "members": {"departments": ["d-team1"]},
+    "admins": ["u-boss"],
+    "max_owned_per_user": 200,
+    "cooldown_days": 7,
+    "recycle": {
+        "after_days": 30,
+        "days_by": {"field": "客户分级", "days": {"A": 60}},
+        "warn_days": 3,
+        "activity": [{"form": "follow_up", "field": "customer"}],
+        "exempt": [
+            {"form": "opportunity", "field": "customer", "condition": {"field": "stage", "op": "eq", "value": "won"}}
+        ],
+    },
+}
+
+
+def test_a_customer_without_follow_up_is_warned_then_recycled_once_and_activity_or_a_won_deal_keeps_it(
+    world: World,
+) -> None:
+    from workflow_service.domain.pool_service import PoolUseCases
+
+    pools = PoolUseCases(world.store, world.forms, clock=world.clock)
+    pool = pools.create(ADMIN, POOL)
+    assert world.store.outbox.count_documents({"event.type": "pool.updated"}) == 1
+    quiet = world.records.add(TENANT, "customer", {"customer_name": "沉默"}, owner_id=SALES[0])
+    active = world.records.add(TENANT, "customer", {"customer_name": "活跃"}, owner_id=SALES[1])
+    grade_a = world.records.add(TENANT, "customer", {"customer_name": "大客户", "level": "A"}, owner_id=SALES[2])
+    won = world.records.add(TENANT, "customer", {"customer_name": "已成交"}, owner_id=SALES[3])
+    world.pump()
+    world.clock_now += timedelta(days=20)
+    follow_up = world.records.add(TENANT, "follow_up", {"customer": active["data"]["record_id"]})
+    follow_up["occurred_at"] = world.clock_now.isoformat()  # the fake stamps events with the wall clock
+    world.engine.handle_event(follow_up)
+    world.records.add(TENANT, "opportunity", {"customer": won["data"]["record_id"], "stage": "won"})
+    world.records.events.clear()
+
+    world.clock_now += timedelta(days=8)  # day 28: the warning of the quiet one (due day 27)
+    assert world.engine.sweep() >= 1
+    warned, _, _ = world.uc.notifications(Principal(tenant_id=TENANT, user_id=SALES[0]))
+    assert [n["title"] for n in warned] == ["“沉默”3 天后将被收回“公海池”，请尽快跟进"]
+
+    world.clock_now += timedelta(days=3)  # day 31
+    engines = [world.new_engine(worker="w1"), world.new_engine(worker="w2")]
+    barrier = threading.Barrier(2)
+
+    def sweep(engine: Engine) -> int:
+        barrier.wait()
+        return engine.sweep()
+
+    with ThreadPoolExecutor(2) as pool_threads:
+        list(pool_threads.map(sweep, engines))
+    records = world.records.records
+    assert records[quiet["data"]["record_id"]]["pool_id"] == pool["id"]
+    assert records[quiet["data"]["record_id"]]["owner_id"] is None
+    assert [e["type"] for e in world.records.events] == ["record.owner_changed"]  # recycled once
+    assert records[active["data"]["record_id"]]["owner_id"] == SALES[1]  # a follow-up on day 20 moved it to day 50
+    assert records[grade_a["data"]["record_id"]]["owner_id"] == SALES[2]  # grade A: 60 days
+    assert records[won["data"]["record_id"]]["owner_id"] == SALES[3]  # exempt: a won deal
+    told, _, _ = world.uc.notifications(Principal(tenant_id=TENANT, user_id=SALES[0]))
+    assert told[0]["title"] == "“沉默”30 天无跟进，已被收回“公海池”"

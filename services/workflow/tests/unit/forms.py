@@ -82,7 +82,29 @@ TASK = FormInfo(
         "due_at": {"key": "due_at", "type": "datetime", "label": _label("截止日期", "Due at")},
     },
 )
-FORMS = {f.key: f for f in (CUSTOMER, FOLLOW_UP, TASK)} | {f.id: f for f in (CUSTOMER, FOLLOW_UP, TASK)}
+OPPORTUNITY = FormInfo(
+    id="f-opp",
+    key="opportunity",
+    name="商机",
+    version=1,
+    fields={
+        "name": {"key": "name", "type": "text", "label": _label("商机名称", "Name")},
+        "customer": {
+            "key": "customer",
+            "type": "relation",
+            "label": _label("客户", "Customer"),
+            "relation": {"form_id": "customer", "many": False},
+        },
+        "stage": {
+            "key": "stage",
+            "type": "stage",
+            "label": _label("销售阶段", "Stage"),
+            "options": _options(("initial_contact", "初步沟通"), ("won", "赢单"), ("lost", "输单")),
+        },
+    },
+)
+_ALL = (CUSTOMER, FOLLOW_UP, TASK, OPPORTUNITY)
+FORMS = {f.key: f for f in _ALL} | {f.id: f for f in _ALL}
 
 
 class Lookup:

@@ -51,6 +51,7 @@ from workflow_service.domain.actions import EXECUTORS, ActionContext, ActionFail
 from workflow_service.domain.conditions import Condition, parse_condition, snapshot
 from workflow_service.domain.definitions import EVENT_TRIGGERS, TIMER_TRIGGERS, FormInfo
 from workflow_service.domain.errors import message
+from workflow_service.domain.pools import PoolRecycler
 from workflow_service.domain.ports import Channel, DirectoryPort, Doc, FormPort, RecordPort, TimerItem, WorkflowStore
 
 log = get_logger("workflow.engine")
@@ -138,6 +139,14 @@ class Engine:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.worker = settings.worker or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._conditions: dict[tuple[str, int], Condition | None] = {}
+        # public pools' recycling (domain/pools.py), when the store keeps pools
+        self.pools: PoolRecycler | None = None
+        pools_watching = getattr(store, "pools_watching", None)
+        get_pool = getattr(store, "get_pool", None)
+        if pools_watching is not None and get_pool is not None:
+            self.pools = PoolRecycler(
+                store, records, forms, directory, channels, clock=self.clock, pools_of=pools_watching, pool=get_pool
+            )
 
     # ------------------------------------------------------------ helpers
 
@@ -189,6 +198,8 @@ class Engine:
                     self._keep_timer(automation, envelope, current)
             if trigger.get("related_form_id") == form_id and event_type == RECORD_CREATED:
                 self._related_activity(automation, envelope)
+        if self.pools is not None:
+            self.pools.on_event(envelope, current)
         return runs
 
     @staticmethod
@@ -545,15 +556,17 @@ class Engine:
                 fired += 1
             if match is not None:
                 self.store.skip_due(now=now, automation_id=str(automation["id"]), match=match)
-        for kind in ("retry", "schedule"):
+        for kind in ("retry", "schedule", "pool_warn", "pool"):
             while fired < limit:
                 item = self.store.claim_due(now=now, lease_seconds=LEASE_SECONDS, worker=self.worker, kind=kind)
                 if item is None:
                     break
                 if kind == "retry":
                     self._fire_retry(item)
-                else:
+                elif kind == "schedule":
                     self._fire_schedule(item)
+                else:
+                    self._fire_pool(item)
                 fired += 1
         return fired
 
@@ -574,6 +587,17 @@ class Engine:
             self._run(automation, str(cause["id"]), cause, current)
         finally:
             self.store.finish(item.id, self.worker, due_at=item.due_at)
+
+    def _fire_pool(self, item: TimerItem) -> None:
+        try:
+            if self.pools is not None:
+                outcome = self.pools.fire(item)
+                log.info("pool_timer_fired", item=item.id, outcome=outcome)
+        except (DomainError, OSError, RuntimeError, ValueError, KeyError) as exc:
+            # the lease runs out and another sweep tries again (a record service that did not answer)
+            log.warning("pool_timer_failed", item=item.id, error=_describe(exc))
+            return
+        self.store.finish(item.id, self.worker, due_at=item.due_at)
 
     def _fire_retry(self, item: TimerItem) -> None:
         payload = item.payload

@@ -122,6 +122,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
     "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
     "template_not_found": {"zh-CN": "流程模板不存在：{ref}", "en": "Workflow template not found: {ref}"},
+    "pool_not_found": {"zh-CN": "公海池不存在：{ref}", "en": "Public pool not found: {ref}"},
+    "pool_warning": {
+        "zh-CN": "“{name}”{days} 天后将被收回“{pool}”，请尽快跟进",
+        "en": "“{name}” goes back to “{pool}” in {days} days unless it is followed up",
+    },
+    "pool_recycled": {
+        "zh-CN": "“{name}”{days} 天无跟进，已被收回“{pool}”",
+        "en": "“{name}” went back to “{pool}” after {days} days without follow-up",
+    },
+    "pool_recycled_reason": {"zh-CN": "{days} 天无跟进，自动收回公海", "en": "No follow-up for {days} days"},
     # run-log texts (what an admin reads in a run)
     "channel_not_configured": {
         "zh-CN": "通知渠道“{channel}”未配置",
@@ -137,6 +147,11 @@ _CATALOG = Catalog(MESSAGES)
 message = _CATALOG.message
 invalid = _CATALOG.invalid
 field_error = _CATALOG.field_error
+
+
+def pool_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for a pool outside the tenant or unknown."""
+    return NotFound(message("pool_not_found", locale, ref=ref), pool_id=ref)
 
 
 def automation_not_found(ref: str, locale: str = "zh-CN") -> NotFound:

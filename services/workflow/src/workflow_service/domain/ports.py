@@ -35,6 +35,12 @@ class RecordPort(Protocol):
         """Partial update with optimistic concurrency (and an optional owner change)."""
         ...
 
+    def move_to_pool(
+        self, principal: Principal, record_id: str, pool_id: str, reason: str, data: Mapping[str, Any]
+    ) -> Doc:
+        """Return a record to a public pool (owner cleared), setting `data` fields with the move."""
+        ...
+
     def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
         """How many live records of a form match a filter tree (exact up to the service's cap)."""
         ...

@@ -94,8 +94,10 @@ class WorkflowUseCases:
         *,
         clock: Callable[[], datetime] | None = None,
         templates: Callable[[str], Mapping[str, Any] | None] | None = None,
+        pools: Any = None,
     ) -> None:
         self.store = store
+        self.pools = pools  # PoolUseCases: a template's pools are installed with its automations
         self.forms = forms
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -298,6 +300,25 @@ class WorkflowUseCases:
         if template is None:
             raise werr.invalid("template", "template_not_found", principal.locale, ref=name)
         created = existing = 0
+        for item in template.get("pools") or [] if self.pools is not None else []:
+            key = str(item["key"])
+            if self.pools.store.template_pool(principal.tenant_id, key) is not None:
+                existing += 1
+                continue
+            unbound: list[str] = []
+            spec = _bind(copy.deepcopy({k: v for k, v in item.items() if k != "key"}), bindings, unbound)
+            if unbound:
+                spec["enabled"] = False
+            try:
+                self.pools.create(principal, spec, template_key=key)
+            except Conflict:
+                existing += 1
+                continue
+            except ValidationFailed:
+                if unbound:
+                    continue
+                raise
+            created += 1
         for item in template.get("automations") or []:
             key = str(item["key"])
             if self.store.template_automation(principal.tenant_id, key) is not None:

@@ -72,6 +72,8 @@ class MongoWorkflowStore:
         self.choices: Collection[Any] = db["choices"]
         self.timers: Collection[Any] = db["timers"]
         self.users: Collection[Any] = db["users"]
+        self.pools: Collection[Any] = db["pools"]
+        self.outbox: Collection[Any] = db["outbox"]
 
     def ensure_indexes(self) -> None:
         """Every query path's index (idempotent, at start-up)."""
@@ -116,6 +118,17 @@ class MongoWorkflowStore:
                     name="due_by_automation",
                 ),
                 IndexModel([("kind", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)], name="due_by_kind"),
+            ]
+        )
+        self.pools.create_indexes(
+            [
+                IndexModel([("tenant_id", ASCENDING), ("watch_forms", ASCENDING)], name="by_watched_form"),
+                IndexModel(
+                    [("tenant_id", ASCENDING), ("template_key", ASCENDING)],
+                    name="pool_template_once",
+                    unique=True,
+                    partialFilterExpression={"template_key": {"$type": "string"}},
+                ),
             ]
         )
         self.users.create_indexes(
@@ -469,6 +482,57 @@ class MongoWorkflowStore:
     def pending_timers(self, automation_id: str) -> int:
         """How many items of an automation are armed (tests, metrics)."""
         return int(self.timers.count_documents({"automation_id": automation_id, "state": "pending"}))
+
+    # ------------------------------------------------------------ pools
+
+    def save_pool(self, doc: Doc, event: Doc, *, expected_version: int = 0) -> bool:
+        """Insert (expected_version 0) or compare-and-set a pool, with its outbox event, in one transaction."""
+        recycle = doc.get("recycle") or {}
+        stored = {
+            **doc,
+            "watch_forms": sorted({str(doc["form_id"]), *(str(a["form_id"]) for a in recycle.get("activity") or [])}),
+        }
+
+        def write(session: Any) -> bool:
+            if expected_version:
+                done = self.pools.replace_one(
+                    {"_id": doc["_id"], "tenant_id": doc["tenant_id"], "version": expected_version},
+                    stored,
+                    session=session,
+                )
+                if done.modified_count != 1:
+                    return False
+            else:
+                try:
+                    self.pools.insert_one(stored, session=session)
+                except DuplicateKeyError:
+                    raise Conflict(f"pool of template {doc.get('template_key')} exists") from None
+            self.outbox.insert_one(event, session=session)
+            return True
+
+        with self.db.client.start_session() as session:
+            return bool(session.with_transaction(write))
+
+    def get_pool(self, tenant_id: str, pool_id: str) -> Doc | None:
+        """One pool of the tenant, API-shaped (deleted ones included)."""
+        return self._public(self.pools.find_one({"_id": pool_id, "tenant_id": tenant_id}))
+
+    def list_pools(self, tenant_id: str, form_id: str = "") -> list[Doc]:
+        """Live pools of a form (or of the tenant)."""
+        query: Doc = {"tenant_id": tenant_id}
+        if form_id:
+            query["watch_forms"] = form_id
+        found = [self._public(d) for d in self.pools.find(query) if not d.get("deleted")]
+        return sorted((d for d in found if d and (not form_id or d["form_id"] == form_id)), key=lambda d: d["name"])
+
+    def pools_watching(self, tenant_id: str, form_id: str) -> list[Doc]:
+        """Enabled pools whose form, or one of whose activity forms, is `form_id` (the engine's events)."""
+        found = self.pools.find({"tenant_id": tenant_id, "watch_forms": form_id})
+        return [self._public(d) or {} for d in found if d.get("enabled", True) and not d.get("deleted")]
+
+    def template_pool(self, tenant_id: str, template_key: str) -> Doc | None:
+        """The pool a template installed under `template_key`, if any."""
+        return self._public(self.pools.find_one({"tenant_id": tenant_id, "template_key": template_key}))
 
     # ------------------------------------------------------------ directory replica
 
