@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crm.form.v1 import form_pb2_grpc
 from crm.record.v1 import record_pb2_grpc
-from crm.workflow.v1 import workflow_pb2_grpc
+from crm.workflow.v1 import pool_pb2_grpc, workflow_pb2_grpc
 from crm_runtime.client import channel as make_channel
 from crm_runtime.principal import Principal
 from gateway.settings import Settings
@@ -123,6 +123,10 @@ def _default_workflow() -> ServiceClient:
     return GrpcServiceClient("workflow", Settings.workflow_grpc_addr, workflow_pb2_grpc.WorkflowServiceStub)
 
 
+def _default_pool() -> ServiceClient:
+    return GrpcServiceClient("workflow", Settings.workflow_grpc_addr, pool_pb2_grpc.PoolServiceStub)
+
+
 @dataclass
 class Services:
     """The backends the gateway proxies to.
@@ -134,6 +138,7 @@ class Services:
     form: ServiceClient
     record: ServiceClient
     workflow: ServiceClient = field(default_factory=_default_workflow)
+    pool: ServiceClient = field(default_factory=_default_pool)
 
     @classmethod
     def grpc(
@@ -151,4 +156,5 @@ class Services:
             workflow=GrpcServiceClient(
                 "workflow", workflow_addr, workflow_pb2_grpc.WorkflowServiceStub, timeout=timeout
             ),
+            pool=GrpcServiceClient("workflow", workflow_addr, pool_pb2_grpc.PoolServiceStub, timeout=timeout),
         )

@@ -14,12 +14,13 @@ def register_blueprints(app: APIFlask) -> None:
         departments,
         ops,
         permissions,
+        pools,
         records,
         roles,
         users,
         workflow,
     )
 
-    for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments, workflow):
+    for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments, workflow, pools):
         app.register_blueprint(module.bp, url_prefix="/api/v1")
     app.register_blueprint(ops.bp)
