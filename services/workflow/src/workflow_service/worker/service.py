@@ -49,9 +49,17 @@ class WorkflowWorker:
     name = SERVICE_NAME
     engine: EngineCalls = WorkflowEngine()  # type: ignore[assignment]
 
-    def _record_event(self, payload: Mapping[str, Any]) -> None:
+    def _handle(self, payload: Any, handle: Any) -> None:
+        """Run `handle(payload)`; requeue what a retry can fix, dead-letter (and ack) anything else."""
+        if not isinstance(payload, Mapping):
+            # not an envelope at all (a message someone else put on the exchange): kept, acked
+            log.error("event_malformed", body=str(payload)[:200])
+            self.engine.dead_letter_event(
+                {"id": f"malformed:{hash(str(payload))}", "body": str(payload)[:10_000]}, "not an event envelope"
+            )
+            return
         try:
-            self.engine.handle_event(payload)
+            handle(payload)
         except RETRYABLE as exc:
             log.warning("event_requeued", event_id=payload.get("id"), error=_describe(exc))
             eventlet.sleep(REQUEUE_PAUSE)
@@ -59,6 +67,9 @@ class WorkflowWorker:
         except Exception as exc:  # noqa: BLE001 - poison: kept with its error, acked
             log.error("event_dead_lettered", event_id=payload.get("id"), error=_describe(exc))
             self.engine.dead_letter_event(payload, _describe(exc))
+
+    def _record_event(self, payload: Any) -> None:
+        self._handle(payload, self.engine.handle_event)
 
     @event_handler("record", "record.created", requeue_on_error=True)
     def on_record_created(self, payload: dict[str, Any]) -> None:
@@ -80,12 +91,8 @@ class WorkflowWorker:
         """A record changed hands."""
         self._record_event(payload)
 
-    def _user_event(self, payload: Mapping[str, Any]) -> None:
-        try:
-            self.engine.user_event(payload)
-        except RETRYABLE:
-            eventlet.sleep(REQUEUE_PAUSE)
-            raise
+    def _user_event(self, payload: Any) -> None:
+        self._handle(payload, self.engine.user_event)
 
     @event_handler("gateway", "user.created", requeue_on_error=True)
     def on_user_created(self, payload: dict[str, Any]) -> None:
