@@ -234,21 +234,26 @@ class Engine:
         return False
 
     def _record_of(self, envelope: Mapping[str, Any]) -> Doc | None:
-        """The record an event is about: as the record service has it now, or the created event's own data."""
+        """The record an event is about: a created event's own data (the record as it was created, whatever
+        happened to it since), else the record as the record service has it now (None once it is gone)."""
         data = envelope.get("data") or {}
         tenant_id = str(envelope.get("tenant_id") or "")
+        as_created = {
+            "id": data.get("record_id"),
+            "form_id": data.get("form_id"),
+            "owner_id": data.get("owner_id"),
+            "department_id": data.get("department_id"),
+            "created_by": envelope.get("actor"),
+            "created_at": envelope.get("occurred_at"),
+            "updated_at": envelope.get("occurred_at"),
+            "version": 1,
+            "data": data.get("data") or {},
+        }
+        if envelope.get("type") == RECORD_CREATED:
+            return plain_record(as_created)
         record = self.records.get(self._service(tenant_id), str(data.get("record_id")))
-        if record is None and envelope.get("type") in (RECORD_CREATED, RECORD_DELETED):
-            record = {
-                "id": data.get("record_id"),
-                "form_id": data.get("form_id"),
-                "owner_id": data.get("owner_id"),
-                "department_id": data.get("department_id"),
-                "created_by": envelope.get("actor"),
-                "created_at": envelope.get("occurred_at"),
-                "updated_at": envelope.get("occurred_at"),
-                "data": data.get("data") or {},
-            }
+        if record is None and envelope.get("type") == RECORD_DELETED:
+            record = as_created
         return plain_record(record) if record is not None else None
 
     # ------------------------------------------------------------ a run
