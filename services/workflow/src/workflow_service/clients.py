@@ -129,6 +129,11 @@ class GrpcRecords:
         )
         return dict(json.loads(self._call("MoveToPool", request, principal).record_json))
 
+    def assign_from_pool(self, principal: Principal, record_id: str, owner_id: str) -> Doc:
+        """See RecordPort."""
+        request = record_pb2.AssignFromPoolRequest(record_id=record_id, owner_id=owner_id)
+        return dict(json.loads(self._call("AssignFromPool", request, principal).record_json))
+
     def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
         """See RecordPort."""
         request = record_pb2.ListRecordsRequest(

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymongo import MongoClient
 
+from crm_runtime.errors import NotFound, ValidationFailed
 from crm_runtime.principal import Principal
 from crm_runtime.testing import StoreProcess, start_store
 from services.workflow.tests.integration.fakes import FakeForms, FakeRecords
@@ -371,3 +372,42 @@ def test_a_customer_without_follow_up_is_warned_then_recycled_once_and_activity_
     assert records[won["data"]["record_id"]]["owner_id"] == SALES[3]  # exempt: a won deal
     told, _, _ = world.uc.notifications(Principal(tenant_id=TENANT, user_id=SALES[0]))
     assert told[0]["title"] == "“沉默”30 天无跟进，已被收回“公海池”"
+
+
+def test_a_manual_automation_runs_its_chosen_optional_actions_and_refuses_an_unknown_option(world: World) -> None:
+    automation = world.uc.create(
+        ADMIN,
+        {
+            "name": "转化",
+            "form": "customer",
+            "trigger": {"type": "manual"},
+            "actions": [
+                {"type": "create_record", "form": "task", "values": {"title": "跟进 {客户名称}", "customer": "{id}"}},
+                {
+                    "type": "create_record",
+                    "form": "task",
+                    "optional": "second",
+                    "values": {"title": "二次 {steps.0.id}"},
+                },
+                {"type": "update_record", "target": "self", "values": {"level": "A"}},
+            ],
+        },
+    )
+    world.records.add(TENANT, "customer", {"customer_name": "华信"}, owner_id=SALES[0])
+    [customer] = world.records.records.values()
+
+    run = world.uc.run_manual(ADMIN, automation["id"], customer["id"], [])
+    assert [a["outcome"] for a in run["actions"]] == ["ok", "skipped", "ok"]
+    assert len(tasks(world)) == 1 and customer["data"]["level"] == "A"
+    run = world.uc.run_manual(ADMIN, automation["id"], customer["id"], ["second"])
+    titles = sorted(t["data"]["title"] for t in tasks(world))
+    assert titles[0].startswith("二次 r") and run["status"] == "done"
+    with pytest.raises(ValidationFailed):
+        world.uc.run_manual(ADMIN, automation["id"], customer["id"], ["third"])
+    with pytest.raises(NotFound):
+        world.uc.run_manual(
+            Principal(tenant_id="other", user_id="x", role="admin", roles=("admin",)),
+            automation["id"],
+            customer["id"],
+            [],
+        )

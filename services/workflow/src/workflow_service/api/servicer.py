@@ -115,6 +115,11 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         marked, unread = self.uc.mark_read(current_principal(), list(request.notification_ids), request.all)
         return workflow_pb2.MarkNotificationsReadResponse(marked=marked, unread=unread)
 
+    def RunAutomation(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Run a manual automation on a record and return its run."""
+        run = self.uc.run_manual(current_principal(), request.automation_id, request.record_id, list(request.options))
+        return workflow_pb2.RunAutomationResponse(run_json=dumps(run))
+
     def InstallTemplate(self, request: Any, context: Any) -> Any:  # noqa: N802
         """The template's automations for the tenant (idempotent)."""
         p = current_principal()

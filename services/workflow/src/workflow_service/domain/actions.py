@@ -255,10 +255,30 @@ def webhook(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
     return {"status": status}
 
 
+def move_to_pool(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
+    """Return the record to a public pool (the record service clears its owner, its history says why)."""
+    record_id = str(ctx.record.get("id") or "")
+    reason = templating.render_value(action.get("reason") or "", ctx.scope()) or ""
+    moved = ctx.records.move_to_pool(ctx.principal, record_id, str(action["pool"]), str(reason), {})
+    return {"record_id": record_id, "pool_id": moved.get("pool_id") or action["pool"]}
+
+
+def assign_from_pool(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
+    """Give a record in a pool to a user (as the pool's admin would)."""
+    record_id = str(ctx.record.get("id") or "")
+    owner = _owner_of(ctx, action.get("owner"))
+    if not owner:
+        raise ActionFailed("the owner template gave no user")
+    ctx.records.assign_from_pool(ctx.principal, record_id, owner)
+    return {"record_id": record_id, "owner_id": owner}
+
+
 EXECUTORS: dict[str, Callable[[ActionContext, Mapping[str, Any]], Doc]] = {
     "create_record": create_record,
     "update_record": update_record,
     "assign_owner": assign_owner,
     "notify": notify,
     "webhook": webhook,
+    "move_to_pool": move_to_pool,
+    "assign_from_pool": assign_from_pool,
 }

@@ -13,7 +13,9 @@ for one field), record_saved (created or updated), record_deleted,
 owner_changed, owner_assigned (created with an owner, or given one), schedule
 (`cron` in the tenant's time zone), date_relative (`field` + `offset`),
 inactivity (`after`, with `field` — no change of that field — or
-`related_form` + `related_field` — no new related record — since `since`).
+`related_form` + `related_field` — no new related record — since `since`),
+manual (a button on a record: a user runs it, choosing the `optional` actions,
+e.g. the 线索's 转化).
 
 Actions: create_record, update_record (the record or a related one), assign_owner,
 notify, webhook.
@@ -43,10 +45,11 @@ TRIGGERS = (
     "schedule",
     "date_relative",
     "inactivity",
+    "manual",
 )
 EVENT_TRIGGERS = frozenset(TRIGGERS[:6])
 TIMER_TRIGGERS = frozenset({"date_relative", "inactivity"})
-ACTIONS = ("create_record", "update_record", "assign_owner", "notify", "webhook")
+ACTIONS = ("create_record", "update_record", "assign_owner", "notify", "webhook", "move_to_pool", "assign_from_pool")
 STRATEGIES = ("round_robin", "load_balanced", "rule")
 RECIPIENTS = ("owner", "owner_manager", "user", "role", "department_members", "user_field", "record_creator")
 CHANNELS = ("in_app", "email", "wecom", "dingtalk", "feishu", "sms", "webhook")
@@ -341,7 +344,9 @@ def _actions(raw: Any, form: FormInfo, forms: FormLookup, check: _Check) -> list
             check.fail(f"{where}.type", "unknown_action", type=kind, choices=", ".join(ACTIONS))
             continue
         parse = _ACTION_PARSERS[str(kind)]
-        out.append({"type": kind, **parse(action, where, form, forms, check, index)})
+        optional = _optional(action, where, check)
+        rest = {k: v for k, v in action.items() if k != "optional"}
+        out.append({"type": kind, **parse(rest, where, form, forms, check, index), **optional})
     return out
 
 
@@ -603,12 +608,47 @@ def _webhook(
     return {"url": url, "headers": dict(headers), "body": rendered}
 
 
+def _move_to_pool(
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+) -> dict[str, Any]:
+    """Return the record to a public pool of its form (the pool is checked when the action runs)."""
+    _unknown_keys(action, {"type", "pool", "reason"}, where, check)
+    pool = action.get("pool")
+    if not isinstance(pool, str) or not pool:
+        check.fail(f"{where}.pool", "required")
+    reason = _template(action.get("reason") or "自动退回公海", f"{where}.reason", form, check, index)
+    return {"pool": pool, "reason": reason}
+
+
+def _assign_from_pool(
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+) -> dict[str, Any]:
+    """Give a record that sits in a pool to a user (a template, e.g. a user field of the record)."""
+    _unknown_keys(action, {"type", "owner"}, where, check)
+    if not action.get("owner"):
+        check.fail(f"{where}.owner", "required")
+    return {"owner": _template(action.get("owner"), f"{where}.owner", form, check, index)}
+
+
+def _optional(action: Mapping[str, Any], where: str, check: _Check) -> dict[str, Any]:
+    """`optional: <name>`: the action runs only when a manual run chooses that option."""
+    name = action.get("optional")
+    if name is None:
+        return {}
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > 40:
+        check.fail(f"{where}.optional", "not_text")
+        return {}
+    return {"optional": name}
+
+
 _ACTION_PARSERS = {
     "create_record": _create_record,
     "update_record": _update_record,
     "assign_owner": _assign_owner,
     "notify": _notify,
     "webhook": _webhook,
+    "move_to_pool": _move_to_pool,
+    "assign_from_pool": _assign_from_pool,
 }
 
 

@@ -258,6 +258,14 @@ class Engine:
 
     # ------------------------------------------------------------ a run
 
+    def run_manual(self, automation: Mapping[str, Any], record: Doc, *, by: str, options: list[str]) -> Doc | None:
+        """Run a manual automation on a record now (the caller waits); returns the logged run."""
+        run_id = f"manual:{uuid.uuid4().hex}"
+        cause = {"id": run_id, "type": "manual", "actor": by, "data": {"record_id": record.get("id")}}
+        plain = plain_record(record)
+        self._run(automation, run_id, cause, _constant(plain), options=options)
+        return self.store.run(run_id)
+
     def _run(
         self,
         automation: Mapping[str, Any],
@@ -265,6 +273,7 @@ class Engine:
         cause: Mapping[str, Any],
         record_of: Callable[[], Doc | None],
         changes: Any = None,
+        options: list[str] | None = None,
     ) -> bool:
         """Log and carry out one run (once per run id); True when a run was logged now."""
         if self.store.run(run_id) is not None:
@@ -288,6 +297,9 @@ class Engine:
             "actions": [],
             "status": "running",
         }
+        if options:
+            run["options"] = list(options)
+            run["run_by"] = cause.get("actor")
         if depth >= self.settings.max_depth:
             run.update(status="cut", message=message("loop_cut", "en", max=self.settings.max_depth))
             return self._save(run, started)
@@ -327,6 +339,7 @@ class Engine:
         started: float,
     ) -> None:
         tenant_id = str(run["tenant_id"])
+        chosen = set(run.get("options") or [])
         ctx = ActionContext(
             tenant_id=tenant_id,
             automation=automation,
@@ -349,6 +362,10 @@ class Engine:
             action = actions[index]
             ctx.key = f"{run['_id']}:{index}"
             t0 = time.perf_counter()
+            if action.get("optional") and action["optional"] not in chosen:
+                outcomes.append({"index": index, "type": action["type"], "outcome": "skipped", "result": {}})
+                ctx.steps.append({})
+                continue
             try:
                 result = EXECUTORS[str(action["type"])](ctx, action)
             except (ActionFailed, DomainError, OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:

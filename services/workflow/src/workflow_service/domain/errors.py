@@ -122,6 +122,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
     "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
     "template_not_found": {"zh-CN": "流程模板不存在：{ref}", "en": "Workflow template not found: {ref}"},
+    "not_manual": {
+        "zh-CN": "这个流程不是可手动执行的按钮，或已停用",
+        "en": "This automation is not a manual one, or it is switched off",
+    },
+    "record_not_found": {"zh-CN": "记录不存在：{ref}", "en": "Record not found: {ref}"},
     "pool_not_found": {"zh-CN": "公海池不存在：{ref}", "en": "Public pool not found: {ref}"},
     "pool_warning": {
         "zh-CN": "“{name}”{days} 天后将被收回“{pool}”，请尽快跟进",
@@ -147,6 +152,11 @@ _CATALOG = Catalog(MESSAGES)
 message = _CATALOG.message
 invalid = _CATALOG.invalid
 field_error = _CATALOG.field_error
+
+
+def record_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for a record the caller cannot see."""
+    return NotFound(message("record_not_found", locale, ref=ref), record_id=ref)
 
 
 def pool_not_found(ref: str, locale: str = "zh-CN") -> NotFound:

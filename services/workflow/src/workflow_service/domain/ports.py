@@ -41,6 +41,10 @@ class RecordPort(Protocol):
         """Return a record to a public pool (owner cleared), setting `data` fields with the move."""
         ...
 
+    def assign_from_pool(self, principal: Principal, record_id: str, owner_id: str) -> Doc:
+        """Give a record that sits in a pool to a user."""
+        ...
+
     def count(self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None) -> int:
         """How many live records of a form match a filter tree (exact up to the service's cap)."""
         ...

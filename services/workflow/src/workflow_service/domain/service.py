@@ -207,6 +207,21 @@ class WorkflowUseCases:
             raise werr.version_conflict(int(latest.get("version") or 0), expected_version, principal.locale)
         self.store.disarm_automation(automation_id)
 
+    def run_manual(self, principal: Principal, automation_id: str, record_id: str, options: Sequence[str]) -> Doc:
+        """Run a manual automation (a button such as 线索转化) on a record the caller may see and edit."""
+        automation = self._found(principal, automation_id)
+        if (automation.get("trigger") or {}).get("type") != "manual" or not automation.get("enabled"):
+            raise werr.invalid("automation_id", "not_manual", principal.locale)
+        record = self.engine.records.get(principal, record_id) if record_id else None
+        if record is None or record.get("form_id") != automation.get("form_id"):
+            raise werr.record_not_found(record_id, principal.locale)
+        known = {str(a.get("optional")) for a in automation.get("actions") or [] if a.get("optional")}
+        unknown = [o for o in options if o not in known]
+        if unknown:
+            raise werr.invalid("options", "unknown_key", principal.locale, key=", ".join(unknown))
+        run = self.engine.run_manual(automation, record, by=principal.user_id, options=list(options))
+        return _run(run) if run else {}
+
     # ------------------------------------------------------------ runs and dead letters
 
     def runs(
