@@ -16,9 +16,9 @@ from flask import Response
 from marshmallow import EXCLUDE, INCLUDE
 
 from crm.record.v1 import record_pb2
-from crm.workflow.v1 import pool_pb2
+from crm.workflow.v1 import pool_pb2, workflow_pb2
 from gateway.auth import auth as token_auth
-from gateway.auth import current_principal
+from gateway.auth import current_principal, require_admin
 from gateway.context import gateway
 from gateway.responses import dumps, json_response, parse
 from gateway.routes.records import _COUNT_MODES, filter_json, sort_json
@@ -283,3 +283,49 @@ def assign_from_pool(record_id: str, body: dict[str, Any]) -> Response:
     """A pool admin gives a record of the pool to a user."""
     req = record_pb2.AssignFromPoolRequest(record_id=record_id, owner_id=body["owner_id"])
     return json_response(parse(record_call("AssignFromPool", req).record_json))
+
+
+class HandoverIn(Schema):
+    """Who takes over a leaving user's records: a colleague, or a pool."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    to_user_id = String(validate=Length(1, 100))
+    pool_id = String(validate=Length(1, 100))
+    deactivate = Boolean(load_default=True, metadata={"description": "deactivate the user first (default true)"})
+
+
+@bp.post("/users/<user_id>/handover")
+@bp.auth_required(token_auth)
+@bp.input(HandoverIn, arg_name="body")
+@bp.output(FreeObject, status_code=202)
+@bp.doc(
+    summary="Hand over a leaving user's records (离职交接)",
+    description="Deactivates the user (unless `deactivate` is false), then starts one job that gives every record "
+    "they own — and every user field naming them, e.g. a task's 负责人 — to `to_user_id`, or returns their records "
+    "to `pool_id`. Poll GET /handovers/{id} for its progress.",
+    responses=[202, 401, 403, 404, 409, 422],
+)
+def start_handover(user_id: str, body: dict[str, Any]) -> Response:
+    """Deactivate a user and hand their records over."""
+    principal = require_admin()
+    if body.get("deactivate", True):
+        gateway().users.update(principal.tenant_id, user_id, {"active": False}, actor=principal.user_id)
+    req = workflow_pb2.StartHandoverRequest(
+        user_id=user_id, to_user_id=body.get("to_user_id") or "", pool_id=body.get("pool_id") or ""
+    )
+    job = gateway().services.workflow.unary("StartHandover", req, current_principal())
+    return json_response(parse(job.job_json), 202)
+
+
+@bp.get("/handovers/<job_id>")
+@bp.auth_required(token_auth)
+@bp.output(FreeObject)
+@bp.doc(summary="A handover job and its progress", responses=[200, 401, 404])
+def get_handover(job_id: str) -> Response:
+    """Progress of a handover."""
+    job = gateway().services.workflow.unary(
+        "GetHandover", workflow_pb2.GetHandoverRequest(job_id=job_id), current_principal()
+    )
+    return json_response(parse(job.job_json))

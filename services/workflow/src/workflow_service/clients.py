@@ -199,6 +199,25 @@ class GrpcForms:
                 self._cache[(principal.tenant_id, ref)] = (time.monotonic(), info)
         return info
 
+    def list_published(self, principal: Principal) -> list[dict[str, Any]]:
+        """The tenant's published forms ({id, key, fields}), each its latest published version."""
+        service = Principal.service(principal.tenant_id, "workflow", on_behalf=principal.user_id)
+        try:
+            resp = self._stub.ListForms(
+                form_pb2.ListFormsRequest(), metadata=service.to_metadata(), timeout=self._timeout
+            )
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from None
+        out = []
+        for text in resp.forms_json:
+            doc = json.loads(text)
+            if int(doc.get("published_version") or 0) < 1:
+                continue
+            info = self.published(principal, str(doc.get("id")))
+            if info is not None:
+                out.append({"id": info.id, "key": info.key, "fields": list(info.fields.values())})
+        return out
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()

@@ -23,6 +23,7 @@ from workflow_service.api.servicer import SERVICE_NAME, WorkflowServicer
 from workflow_service.channels import build_channels
 from workflow_service.clients import GrpcForms, GrpcRecords
 from workflow_service.domain.engine import Engine, EngineSettings
+from workflow_service.domain.handover import Handover
 from workflow_service.domain.pool_service import PoolUseCases
 from workflow_service.domain.ports import FormPort, RecordPort
 from workflow_service.domain.service import WorkflowUseCases
@@ -97,6 +98,7 @@ def build_wiring(
             worker=worker,
         ),
     )
+    engine.handover = Handover(store, records, forms, store)  # type: ignore[arg-type]
     return Wiring(store, engine, records, forms)
 
 

@@ -153,16 +153,34 @@ class FakeRecords:
     def page(
         self, principal: Principal, form_id: str, filter_tree: Mapping[str, Any] | None, cursor: str, size: int
     ) -> tuple[list[dict[str, Any]], str]:
+        """Matching records in creation order after the cursor (the last record's number), as the planner pages."""
+        tree = dict(filter_tree or {})
+        leaves = [leaf for leaf in tree.get("and") or [tree] if isinstance(leaf, Mapping) and leaf.get("field")]
+
+        def holds(record: Mapping[str, Any], leaf: Mapping[str, Any]) -> bool:
+            field = str(leaf["field"])
+            value = record.get(field) if field == "owner_id" else record["data"].get(field)
+            return bool((value.get("id") if isinstance(value, Mapping) else value) == leaf.get("value"))
+
+        after = int(cursor or 0)
         rows = [
-            dict(r) for r in self.records.values() if r["form_id"] == form_id and r["tenant_id"] == principal.tenant_id
+            dict(r)
+            for r in sorted(self.records.values(), key=lambda r: int(r["id"][1:]))
+            if r["form_id"] == form_id
+            and r["tenant_id"] == principal.tenant_id
+            and int(r["id"][1:]) > after
+            and all(holds(r, x) for x in leaves)
         ]
-        start = int(cursor or 0)
-        chunk = rows[start : start + size]
-        return chunk, str(start + size) if start + size < len(rows) else ""
+        chunk = rows[:size]
+        return chunk, (chunk[-1]["id"][1:] if len(rows) > size else "")
 
 
 class FakeForms:
-    """FormPort over the unit tests' forms."""
+    """FormPort (and the handover's FormLister) over the unit tests' forms."""
 
     def published(self, principal: Principal, form_ref: str) -> FormInfo | None:
         return FORMS.get(form_ref)
+
+    def list_published(self, principal: Principal) -> list[dict[str, Any]]:
+        unique = {f.id: f for f in FORMS.values()}
+        return [{"id": f.id, "key": f.key, "fields": list(f.fields.values())} for f in unique.values()]

@@ -411,3 +411,32 @@ def test_a_manual_automation_runs_its_chosen_optional_actions_and_refuses_an_unk
             customer["id"],
             [],
         )
+
+
+def test_a_handover_gives_a_leaving_users_records_and_tasks_to_a_colleague_in_one_resumable_job(world: World) -> None:
+    from workflow_service.domain.handover import Handover
+
+    handover = Handover(world.store, world.records, world.forms, world.store, clock=world.clock)
+    world.engine.handover = handover
+    leaving, taking = SALES[0], SALES[1]
+    for i in range(250):
+        world.records.add(TENANT, "customer", {"customer_name": f"客户{i}"}, owner_id=leaving)
+    world.records.add(TENANT, "customer", {"customer_name": "别人的"}, owner_id=SALES[2])
+    world.records.add(TENANT, "task", {"title": "回访", "assignee": leaving}, owner_id=SALES[2])
+    world.records.events.clear()
+
+    job = handover.start(ADMIN, leaving, taking, "")
+    assert job["state"] == "pending"
+    with pytest.raises(ValidationFailed):
+        handover.start(ADMIN, leaving, "", "")
+    assert world.engine.sweep() >= 1
+    done = handover.get(ADMIN, job["id"])
+    assert done["state"] == "done" and done["progress"]["records"] == 250 and done["progress"]["fields"] == 1
+    owners = [r["owner_id"] for r in world.records.records.values() if r["form_id"] == "f-customer"]
+    assert owners.count(taking) == 250 and owners.count(SALES[2]) == 1
+    [task] = tasks(world)
+    assert task["data"]["assignee"] == taking and task["owner_id"] == SALES[2]
+    vias = {e["data"].get("via") for e in world.records.events}
+    assert vias == {f"handover:{job['id']}"}
+    with pytest.raises(NotFound):
+        handover.get(Principal(tenant_id="other", user_id="x", role="admin", roles=("admin",)), job["id"])

@@ -72,7 +72,7 @@ TASK = FormInfo(
     version=1,
     fields={
         "title": {"key": "title", "type": "text", "label": _label("任务标题", "Title")},
-        "assignee": {"key": "assignee", "type": "user", "label": _label("负责人", "Assignee")},
+        "assignee": {"key": "assignee", "type": "user", "label": _label("负责人", "Assignee"), "filterable": True},
         "customer": {
             "key": "customer",
             "type": "relation",

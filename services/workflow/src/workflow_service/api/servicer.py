@@ -120,6 +120,16 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         run = self.uc.run_manual(current_principal(), request.automation_id, request.record_id, list(request.options))
         return workflow_pb2.RunAutomationResponse(run_json=dumps(run))
 
+    def StartHandover(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """Start a handover job."""
+        job = self.uc.engine.handover.start(current_principal(), request.user_id, request.to_user_id, request.pool_id)
+        return workflow_pb2.StartHandoverResponse(job_json=dumps(job))
+
+    def GetHandover(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """A handover job and its progress."""
+        job = self.uc.engine.handover.get(current_principal(), request.job_id)
+        return workflow_pb2.GetHandoverResponse(job_json=dumps(job))
+
     def InstallTemplate(self, request: Any, context: Any) -> Any:  # noqa: N802
         """The template's automations for the tenant (idempotent)."""
         p = current_principal()

@@ -139,6 +139,8 @@ class Engine:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.worker = settings.worker or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._conditions: dict[tuple[str, int], Condition | None] = {}
+        # handover jobs (domain/handover.py), when wired in (server.py)
+        self.handover: Any = None
         # public pools' recycling (domain/pools.py), when the store keeps pools
         self.pools: PoolRecycler | None = None
         pools_watching = getattr(store, "pools_watching", None)
@@ -578,7 +580,7 @@ class Engine:
                 fired += 1
             if match is not None:
                 self.store.skip_due(now=now, automation_id=str(automation["id"]), match=match)
-        for kind in ("retry", "schedule", "pool_warn", "pool"):
+        for kind in ("retry", "schedule", "pool_warn", "pool", "handover"):
             while fired < limit:
                 item = self.store.claim_due(now=now, lease_seconds=LEASE_SECONDS, worker=self.worker, kind=kind)
                 if item is None:
@@ -587,6 +589,8 @@ class Engine:
                     self._fire_retry(item)
                 elif kind == "schedule":
                     self._fire_schedule(item)
+                elif kind == "handover":
+                    self._fire_handover(item)
                 else:
                     self._fire_pool(item)
                 fired += 1
@@ -609,6 +613,20 @@ class Engine:
             self._run(automation, str(cause["id"]), cause, current)
         finally:
             self.store.finish(item.id, self.worker, due_at=item.due_at)
+
+    def _fire_handover(self, item: TimerItem) -> None:
+        """Work on a handover job for a while; an unfinished one is due again at once (the next sweep goes on)."""
+        if self.handover is None:
+            return
+        try:
+            finished = self.handover.run(item.tenant_id, str(item.payload.get("job_id") or ""))
+        except (DomainError, OSError, RuntimeError, ValueError, KeyError) as exc:
+            log.warning("handover_paused", item=item.id, error=_describe(exc))
+            return  # the lease runs out and a sweep resumes it
+        if finished:
+            self.store.finish(item.id, self.worker, due_at=item.due_at)
+        else:
+            self.store.move_pending(item.id, self.clock())
 
     def _fire_pool(self, item: TimerItem) -> None:
         try:

@@ -122,6 +122,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_page_size": {"zh-CN": "每页条数应在 1 到 {max} 之间", "en": "Page size must be between 1 and {max}"},
     "invalid_cursor": {"zh-CN": "分页游标无效", "en": "Invalid page cursor"},
     "template_not_found": {"zh-CN": "流程模板不存在：{ref}", "en": "Workflow template not found: {ref}"},
+    "unknown_user": {"zh-CN": "用户不存在或已停用：{ref}", "en": "No such active user: {ref}"},
+    "handover_target": {
+        "zh-CN": "请指定接手的用户（to_user_id）或退回的公海池（pool_id），二选一",
+        "en": "Name either the user who takes over (to_user_id) or a pool (pool_id), not both",
+    },
+    "job_not_found": {"zh-CN": "交接任务不存在：{ref}", "en": "Handover job not found: {ref}"},
     "not_manual": {
         "zh-CN": "这个流程不是可手动执行的按钮，或已停用",
         "en": "This automation is not a manual one, or it is switched off",
@@ -152,6 +158,11 @@ _CATALOG = Catalog(MESSAGES)
 message = _CATALOG.message
 invalid = _CATALOG.invalid
 field_error = _CATALOG.field_error
+
+
+def job_not_found(ref: str, locale: str = "zh-CN") -> NotFound:
+    """404 for a handover job outside the tenant or unknown."""
+    return NotFound(message("job_not_found", locale, ref=ref), job_id=ref)
 
 
 def record_not_found(ref: str, locale: str = "zh-CN") -> NotFound:

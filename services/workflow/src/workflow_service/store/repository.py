@@ -74,6 +74,7 @@ class MongoWorkflowStore:
         self.users: Collection[Any] = db["users"]
         self.pools: Collection[Any] = db["pools"]
         self.outbox: Collection[Any] = db["outbox"]
+        self.jobs: Collection[Any] = db["handover_jobs"]
 
     def ensure_indexes(self) -> None:
         """Every query path's index (idempotent, at start-up)."""
@@ -533,6 +534,17 @@ class MongoWorkflowStore:
     def template_pool(self, tenant_id: str, template_key: str) -> Doc | None:
         """The pool a template installed under `template_key`, if any."""
         return self._public(self.pools.find_one({"tenant_id": tenant_id, "template_key": template_key}))
+
+    # ------------------------------------------------------------ handover jobs
+
+    def save_job(self, job: Doc) -> None:
+        """Insert or replace a handover job (by _id)."""
+        self.jobs.replace_one({"_id": job["_id"]}, job, upsert=True)
+
+    def job(self, tenant_id: str, job_id: str) -> Doc | None:
+        """One handover job of the tenant."""
+        doc = self.jobs.find_one({"_id": job_id, "tenant_id": tenant_id})
+        return _aware_doc(doc) if doc is not None else None
 
     # ------------------------------------------------------------ directory replica
 
