@@ -9,91 +9,19 @@ inactivity and date timers are armed, moved, cancelled and filtered by the compi
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
-from pymongo import MongoClient
 
 from crm_runtime.errors import NotFound, ValidationFailed
 from crm_runtime.principal import Principal
-from crm_runtime.testing import StoreProcess, start_store
-from services.workflow.tests.integration.fakes import FakeForms, FakeRecords
-from workflow_service.channels import build_channels
-from workflow_service.domain.engine import Engine, EngineSettings, record_timer_id
+from services.workflow.tests.integration.support import ADMIN, SALES, TENANT, World
+from workflow_service.domain.engine import Engine, record_timer_id
 from workflow_service.domain.ports import DirectoryUser
-from workflow_service.domain.service import WorkflowUseCases
-from workflow_service.store.repository import MongoWorkflowStore
 
 pytestmark = pytest.mark.integration
-
-TENANT = "t-wf"
-ADMIN = Principal(tenant_id=TENANT, user_id="u-admin", role="admin", roles=("admin",))
-SALES = [f"u-sales-{i}" for i in range(5)]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[StoreProcess]:
-    store = start_store(cache_size="256M")
-    yield store
-    store.stop()
-
-
-class World:
-    """A store, the fakes and the engine wired like server.py wires them."""
-
-    def __init__(self, store: MongoWorkflowStore, records: FakeRecords, *, retries: int = 2) -> None:
-        self.store = store
-        self.records = records
-        self.forms = FakeForms()
-        self.clock_now = datetime.now(UTC)
-        self.engine = self.new_engine(retries=retries)
-        self.uc = WorkflowUseCases(store, self.forms, self.engine, clock=self.clock)
-
-    def clock(self) -> datetime:
-        return self.clock_now
-
-    def new_engine(self, *, retries: int = 2, worker: str = "") -> Engine:
-        return Engine(
-            self.store,
-            self.records,
-            self.forms,
-            self.store,
-            build_channels(self.store),
-            EngineSettings(tz=ZoneInfo("Asia/Shanghai"), retries=retries, retry_base=60.0, worker=worker),
-            clock=self.clock,
-        )
-
-    def pump(self, limit: int = 50) -> int:
-        """Feed the fake record service's events to the engine until none are left (as the broker would)."""
-        handled = 0
-        while self.records.events and handled < limit:
-            self.engine.handle_event(self.records.events.pop(0))
-            handled += 1
-        return handled
-
-
-@pytest.fixture()
-def world(server: StoreProcess) -> Iterator[World]:
-    client: MongoClient[Any] = MongoClient(server.url, tz_aware=True)
-    db = client[f"wf_{uuid.uuid4().hex[:10]}"]
-    store = MongoWorkflowStore(db)
-    store.ensure_indexes()
-    for i, user_id in enumerate(SALES):
-        store.put_user(
-            DirectoryUser(TENANT, user_id, f"销售{i}", department_id="d-team1", manager_id="u-boss", roles=("sales",))
-        )
-    store.put_user(
-        DirectoryUser(TENANT, "u-boss", "经理", department_id="d-sales", roles=("manager",), email="boss@example.com")
-    )
-    yield World(store, FakeRecords())
-    client.drop_database(db.name)
-    client.close()
-
 
 TASK_ON_OWNER = {
     "name": "新客户任务",
