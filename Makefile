@@ -25,6 +25,8 @@ help:
 	@echo "make lint   ruff format --check, ruff check, mypy"
 	@echo "make bench  the figures of issue #7 beside the raw driver on the same store (SCALE=1m: 1,048,576 records;"
 	@echo "            BENCH_ARGS=\"--reps 30 --no-load --only-access ...\")"
+	@echo "            WHAT=workflow: the workflow figures instead (bench/workflow.py: event -> task latency, events/s"
+	@echo "            vs raw pika, the due scan, round robin; BENCH_ARGS=\"--only 3 --events 2000 ...\"); WHAT=all: both"
 	@echo "make load   the mixed load only: locust, 50 users on 5,000 customers (LOAD_ARGS=\"--load-time 60s\")"
 
 # Exactly the locked tree (hash-checked), then the project's own packages without
@@ -81,8 +83,20 @@ lint: deps
 	$(VENV)/bin/mypy services/runtime/src/crm_runtime services/schema/src/crm_schema services/form/src/form_service services/record/src/record_service services/workflow/src/workflow_service gateway/src/gateway
 	$(VENV)/bin/lint-imports
 
+# WHAT=record (the default: bench/run.py), workflow (bench/workflow.py) or all (the one, then the other;
+# BENCH_ARGS then goes to bench/run.py only)
+WHAT ?= record
 bench: deps broker
+ifeq ($(filter $(WHAT),record workflow all),)
+	$(error WHAT must be record, workflow or all, not "$(WHAT)")
+endif
+ifneq ($(WHAT),workflow)
 	$(PY) bench/run.py $(if $(SCALE),--scale $(SCALE)) $(BENCH_ARGS)
+endif
+ifneq ($(WHAT),record)
+	BENCH_COMMAND="make bench WHAT=$(WHAT)$(if $(filter workflow,$(WHAT)),$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\"))" \
+	  $(PY) bench/workflow.py $(if $(filter workflow,$(WHAT)),$(BENCH_ARGS))
+endif
 
 load: deps broker
 	$(PY) bench/run.py --load-only $(LOAD_ARGS)

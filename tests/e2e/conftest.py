@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.support.launcher import Platform, start_platform
+from tests.support.launcher import ROOT, Platform, start_platform
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +62,17 @@ def admin(platform: Platform) -> Client:
     c = Client(platform.base_url)
     c.login("admin", platform.admin_password)
     return c
+
+
+def create_tenant(platform: Platform, key: str, password: str, name: str = "E2E") -> None:
+    """A new tenant with its admin (`admin`, `password`) and the CRM template, as an operator makes one."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "tenant", "create", key, "--name", name, "--admin-password", password],
+        cwd=ROOT,
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

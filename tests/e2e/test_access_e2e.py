@@ -8,19 +8,25 @@ one set of users per module:
     华东<m>            manager_hd
     └── 上海<m>        sales_a, sales_b
     华南<m>            sales_c
+
+The workflow's routes (automations, runs, dead letters, notifications) are
+checked here too: tenant isolation against the admin of a second tenant, made
+as an operator makes one, and the admin-only routes against sales users.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
 import pytest
 
-from tests.e2e.conftest import Client
+from crm_runtime.testing import free_port
+from tests.e2e.conftest import Client, create_tenant
 from tests.support.launcher import Platform
 
 pytestmark = pytest.mark.e2e
@@ -354,3 +360,144 @@ def test_form_drafts_follow_view_and_manage_rights(world: World) -> None:
     assert renamed["revision"] == task["revision"] + 1
     assert world.clients["sales_a"].request("PATCH", "/forms/task", json={"name": task["name"]}).status_code == 403
     assert client.request("POST", "/apps", json={"name": "x"}).status_code == 403
+
+
+# ----------------------------------------------------------------------------- workflow
+
+
+@pytest.fixture(scope="module")
+def other_tenant(platform: Platform) -> Client:
+    """The admin of a second tenant (with the CRM forms), logged in."""
+    key = "wf-" + secrets.token_hex(4)
+    password = "Wf-" + secrets.token_urlsafe(12)
+    create_tenant(platform, key, password, name="Workflow isolation")
+    client = Client(platform.base_url)
+    client.login("admin", password, tenant=key)
+    return client
+
+
+@pytest.fixture
+def automation_of(world: World) -> Iterator[Callable[[Client, dict[str, Any]], dict[str, Any]]]:
+    """Create automations (as the given admin); each is deleted at the end of the test."""
+    made: list[tuple[Client, str]] = []
+
+    def make(client: Client, spec: dict[str, Any]) -> dict[str, Any]:
+        created = client.ok("POST", "/automations", json=spec)
+        made.append((client, created["id"]))
+        return created  # type: ignore[no-any-return]
+
+    yield make
+    for client, automation_id in made:
+        resp = client.request("GET", f"/automations/{automation_id}")
+        if resp.status_code == 200:
+            client.request(
+                "DELETE", f"/automations/{automation_id}", params={"expected_version": resp.json()["version"]}
+            )
+
+
+def _notify_owner_on_create(marker: str) -> dict[str, Any]:
+    return {
+        "name": "新客户 → 通知负责人",
+        "form": "customer",
+        "trigger": {"type": "record_created"},
+        "condition": {"field": "customer_name", "op": "starts_with", "value": marker},
+        "actions": [{"type": "notify", "recipients": [{"type": "owner"}], "title": "新客户 {客户名称}"}],
+    }
+
+
+def _notes_on(client: Client, record_id: str) -> list[dict[str, Any]]:
+    return [
+        n for n in _items(client.ok("GET", "/notifications", params={"page_size": 100})) if n["record_id"] == record_id
+    ]
+
+
+def test_another_tenants_admin_sees_and_changes_none_of_the_workflow(
+    world: World, other_tenant: Client, automation_of: Callable[[Client, dict[str, Any]], dict[str, Any]]
+) -> None:
+    admin, other = world.admin, other_tenant
+    # the default tenant's: an automation, runs on a record, a dead letter (a webhook nobody answers)
+    ours = next(a for a in _items(admin.ok("GET", "/automations")) if a.get("template_key") == "crm.new_customer_task")
+    record = world.records["sales_a"]["id"]
+    assert _eventually(lambda: _items(admin.ok("GET", f"/records/{record}/automation-runs")))
+    dead_mark = _uniq("死信隔离")
+    failing = automation_of(
+        admin,
+        {
+            "name": "回调无人应答",
+            "form": "customer",
+            "trigger": {"type": "record_created"},
+            "condition": {"field": "customer_name", "op": "starts_with", "value": dead_mark},
+            "actions": [{"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/closed"}],
+        },
+    )
+    admin.ok("POST", "/forms/customer/records", json={"data": {"customer_name": f"{dead_mark}有限公司"}})
+
+    def our_letter() -> dict[str, Any] | None:
+        letters = _items(admin.ok("GET", "/workflow/dead-letters", params={"page_size": 100}))
+        return next((x for x in letters if x["automation_id"] == failing["id"]), None)
+
+    letter = _eventually(our_letter, timeout=30)
+    assert letter, "no dead letter for the unanswered webhook"
+
+    # the other tenant's admin: their own automation and notification
+    theirs = automation_of(other, _notify_owner_on_create("隔离"))
+    assert theirs["tenant_id"] != "default"
+    mine = other.ok("POST", "/forms/customer/records", json={"data": {"customer_name": "隔离测试有限公司"}})
+    assert _eventually(lambda: _notes_on(other, mine["id"]))
+    assert _notes_on(admin, mine["id"]) == []
+
+    # sees only their own
+    listed = _items(other.ok("GET", "/automations"))
+    assert theirs["id"] in {a["id"] for a in listed}
+    assert {a["tenant_id"] for a in listed} == {theirs["tenant_id"]}
+    assert theirs["id"] not in {a["id"] for a in _items(admin.ok("GET", "/automations"))}
+    assert admin.request("GET", f"/automations/{theirs['id']}").status_code == 404
+    assert _items(other.ok("GET", "/workflow/dead-letters", params={"include_replayed": "true"})) == []
+    # cannot read or change ours: 404 (or an empty list), and ours is unchanged
+    assert other.request("GET", f"/automations/{ours['id']}").status_code == 404
+    patch = {"enabled": False, "expected_version": ours["version"]}
+    assert other.request("PATCH", f"/automations/{ours['id']}", json=patch).status_code == 404
+    gone = other.request("DELETE", f"/automations/{ours['id']}", params={"expected_version": ours["version"]})
+    assert gone.status_code == 404
+    assert other.request("GET", f"/automations/{ours['id']}/runs").status_code == 404
+    runs = other.request("GET", f"/records/{record}/automation-runs")
+    assert runs.status_code == 404 or (runs.status_code == 200 and runs.json()["items"] == []), runs.text[:300]
+    assert other.request("POST", f"/workflow/dead-letters/{letter['id']}/replay").status_code == 404
+    assert admin.ok("GET", f"/automations/{ours['id']}") == ours
+    assert our_letter() == letter  # still there, not replayed
+
+
+def test_workflow_management_is_for_tenant_admins_and_notifications_are_each_users_own(
+    world: World, automation_of: Callable[[Client, dict[str, Any]], dict[str, Any]]
+) -> None:
+    marker = _uniq(f"{world.mark}通知")
+    automation = automation_of(world.admin, _notify_owner_on_create(marker))
+    any_id = "0" * 24
+    for name in ("sales_a", "manager_hd"):
+        client = world.clients[name]
+        for method, path, kw in (
+            ("GET", "/automations", {}),
+            ("POST", "/automations", {"json": _notify_owner_on_create("x")}),
+            ("GET", f"/automations/{automation['id']}", {}),
+            ("PATCH", f"/automations/{automation['id']}", {"json": {"enabled": False, "expected_version": 1}}),
+            ("DELETE", f"/automations/{automation['id']}", {"params": {"expected_version": 1}}),
+            ("GET", f"/automations/{automation['id']}/runs", {}),
+            ("GET", f"/records/{world.records['sales_a']['id']}/automation-runs", {}),
+            ("GET", "/workflow/dead-letters", {}),
+            ("POST", f"/workflow/dead-letters/{any_id}/replay", {}),
+        ):
+            resp = client.request(method, path, **kw)
+            assert resp.status_code == 403, (name, method, path, resp.status_code, resp.text[:300])
+            assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert world.admin.ok("GET", f"/automations/{automation['id']}")["version"] == 1
+
+    # each user reads and marks only their own notifications
+    a, b = world.clients["sales_a"], world.clients["sales_b"]
+    record = a.ok("POST", "/forms/customer/records", json={"data": {"customer_name": f"{marker}有限公司"}})
+    notes = _eventually(lambda: _notes_on(a, record["id"]))
+    assert notes and notes[0]["user_id"] == world.users["sales_a"]["id"] and notes[0]["read"] is False
+    assert a.ok("GET", "/notifications")["unread"] >= 1
+    assert _notes_on(b, record["id"]) == []
+    assert all(n["user_id"] == world.users["sales_b"]["id"] for n in _items(b.ok("GET", "/notifications")))
+    b.ok("POST", "/notifications/read", json={"all": True})
+    assert _notes_on(a, record["id"])[0]["read"] is False

@@ -17,9 +17,11 @@ from typing import Any
 import grpc
 import jwt
 import pytest
+import requests
 
 from crm.form.v1 import form_pb2, form_pb2_grpc
 from crm.record.v1 import record_pb2, record_pb2_grpc
+from crm.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from crm_runtime.principal import HEADER_TOKEN, Principal, PrincipalCodec
 from tests.e2e.conftest import Client
 from tests.support.launcher import Platform
@@ -55,9 +57,10 @@ def _uniq(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def grpc_stubs(platform: Platform) -> Iterator[dict[str, Any]]:
-    """Direct stubs of the internal form and record services, bypassing the gateway."""
+    """Direct stubs of the internal form, record and workflow services, bypassing the gateway."""
     form_ch = grpc.insecure_channel(platform.env["FORM_GRPC_ADDR"])
     record_ch = grpc.insecure_channel(platform.env["RECORD_GRPC_ADDR"])
+    workflow_ch = grpc.insecure_channel(platform.env["WORKFLOW_GRPC_ADDR"])
     yield {
         "form": lambda md: form_pb2_grpc.FormServiceStub(form_ch).ListApps(
             form_pb2.ListAppsRequest(), metadata=md, timeout=20
@@ -65,9 +68,13 @@ def grpc_stubs(platform: Platform) -> Iterator[dict[str, Any]]:
         "record": lambda md: record_pb2_grpc.RecordServiceStub(record_ch).ListRecords(
             record_pb2.ListRecordsRequest(form_id="customer", page_size=5), metadata=md, timeout=20
         ),
+        "workflow": lambda md: workflow_pb2_grpc.WorkflowServiceStub(workflow_ch).ListAutomations(
+            workflow_pb2.ListAutomationsRequest(), metadata=md, timeout=20
+        ),
     }
     form_ch.close()
     record_ch.close()
+    workflow_ch.close()
 
 
 def _refused(call: Any, metadata: list[tuple[str, str]]) -> grpc.StatusCode:
@@ -155,6 +162,9 @@ def test_internal_ports_listen_on_loopback_only(platform: Platform) -> None:
         "form side": int(platform.units["form"].env["HTTP_PORT"]),
         "record side": int(platform.units["record"].env["HTTP_PORT"]),
         "relay side": int(platform.units["relay"].env["RELAY_HTTP_PORT"]),
+        "workflow grpc": int(platform.env["WORKFLOW_GRPC_ADDR"].rsplit(":", 1)[1]),
+        "workflow side": int(platform.units["workflow"].env["HTTP_PORT"]),
+        "workflow worker side": int(platform.units["workflow-worker"].env["WORKER_HTTP_PORT"]),
     }
     sockets = _listening(Path("/proc/net/tcp")) + _listening(Path("/proc/net/tcp6"))
     for name, port in ports.items():
@@ -197,6 +207,57 @@ def test_gateway_refuses_expired_forged_unsigned_and_tampered_tokens(platform: P
     assert no_token.status_code == 401
     # positive control
     assert Client(platform.base_url, good).request("GET", "/apps").status_code == 200
+
+
+WORKFLOW_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "/automations", {}),
+    ("POST", "/automations", {"json": {"name": "x", "form": "customer", "trigger": {"type": "record_created"}}}),
+    ("GET", "/automations/{automation_id}", {}),
+    ("PATCH", "/automations/{automation_id}", {"json": {"enabled": False, "expected_version": 1}}),
+    ("DELETE", "/automations/{automation_id}", {"params": {"expected_version": 1}}),
+    ("GET", "/automations/{automation_id}/runs", {}),
+    ("GET", "/records/{record_id}/automation-runs", {}),
+    ("POST", "/records/{record_id}/automations/{automation_id}/run", {"json": {}}),
+    ("GET", "/workflow/dead-letters", {}),
+    ("POST", "/workflow/dead-letters/{dead_letter_id}/replay", {}),
+    ("GET", "/notifications", {}),
+    ("POST", "/notifications/read", {"json": {"ids": ["no-such-notification"]}}),
+]
+"""Every operation of the workflow's routes (gateway/routes/workflow.py), with a body that passes its schema."""
+WORKFLOW_TAGS = {"Automations", "Notifications"}
+
+
+def test_every_workflow_route_refuses_no_token_forged_and_revoked_sessions(platform: Platform, admin: Client) -> None:
+    # the list above is every operation the live document tags as the workflow's (a new route must join it)
+    spec = requests.get(f"{platform.base_url}/api/v1/openapi.json", timeout=30).json()
+    documented = {
+        (method.upper(), path.removeprefix("/api/v1"))
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and WORKFLOW_TAGS & set(operation.get("tags") or [])
+    }
+    assert documented == {(method, path) for method, path, _ in WORKFLOW_ROUTES}
+    ids = {"automation_id": _uniq("a"), "record_id": "0" * 24, "dead_letter_id": _uniq("dl:")}
+    revoked = Client(platform.base_url)
+    revoked.login("admin", platform.admin_password)
+    revoked_token = str(revoked.token)
+    revoked.ok("POST", "/auth/logout", json={})
+    claims = jwt.decode(str(admin.token), options={"verify_signature": False})
+    tokens = {
+        "no token": None,
+        "revoked session": revoked_token,
+        "forged": jwt.encode(claims, OTHER_SECRET, algorithm="HS256"),
+        "alg none": _alg_none(str(admin.token)),
+    }
+    for method, template, kw in WORKFLOW_ROUTES:
+        path = template.format(**ids)
+        for name, token in tokens.items():
+            resp = Client(platform.base_url, token).request(method, path, **kw)
+            assert resp.status_code == 401, (name, method, path, resp.status_code, resp.text[:300])
+            assert resp.headers["Content-Type"].startswith("application/problem+json"), (name, method, path)
+        # positive control: a valid session reaches the workflow service (an answer of its own, never 401)
+        answer = admin.request(method, path, **kw)
+        assert answer.status_code in (200, 404, 409, 422), (method, path, answer.status_code, answer.text[:300])
 
 
 # ----------------------------------------------------------------------------- limits

@@ -172,6 +172,8 @@ def start_platform(*, timeout: float = 120.0, gateway_workers: int | None = None
         "WORKFLOW_QUEUE_PREFIX": f"test{secrets.token_hex(4)}-",
         "WORKFLOW_TIMER_INTERVAL": os.environ.get("WORKFLOW_TIMER_INTERVAL", "0.5"),
         "WORKFLOW_RETRY_BASE": os.environ.get("WORKFLOW_RETRY_BASE", "0.5"),
+        # the tests' webhooks are local HTTP servers
+        "WORKFLOW_WEBHOOK_ALLOW_PRIVATE": "1",
         "GATEWAY_PORT": str(gateway_port),
         "CRM_DATA_DIR": str(data_dir),
         "CRM_ADMIN_PASSWORD": password,

@@ -734,7 +734,7 @@ class NotificationListOut(Schema):
 class NotificationsReadIn(Schema):
     """Which notifications to mark read: `ids`, or `all: true` for every one of the caller's."""
 
-    ids = List(String(validate=Length(1, 64)), validate=Length(1, 1000))
+    ids = List(String(validate=Length(1, 300)), validate=Length(1, 1000))
     all = Boolean(metadata={"description": "true: every notification of the caller (then no `ids`)"})
 
     @validates_schema

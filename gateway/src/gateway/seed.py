@@ -148,7 +148,7 @@ class OrganisationUser:
 
 ORGANISATION_USERS: tuple[OrganisationUser, ...] = (
     OrganisationUser("gm", "总经理", ("总经理办公室",), ("manager",)),
-    OrganisationUser("sales_manager", "销售经理", ("销售部",), ("manager",), manager="gm"),
+    OrganisationUser("sales_manager", "销售经理", ("销售部",), ("manager", "sales_director"), manager="gm"),
     OrganisationUser("sales1", "销售代表一", ("销售部", "销售一组"), ("sales",), manager="sales_manager"),
     OrganisationUser("sales2", "销售代表二", ("销售部", "销售一组"), ("sales",), manager="sales_manager"),
     OrganisationUser("cfo", "财务总监", ("财务部",), ("manager", "finance_director"), manager="gm"),

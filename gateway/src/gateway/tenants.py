@@ -40,7 +40,7 @@ from gateway.clients import ServiceClient
 from gateway.departments import Departments
 from gateway.passwords import Passwords, check_password, generate_password
 from gateway.roles import Roles
-from gateway.seed import install_template
+from gateway.seed import install_template, install_workflow_template
 from gateway.settings import Settings
 from gateway.store import GatewayStore
 from gateway.tokens import TokenService
@@ -101,6 +101,7 @@ def create_tenant(
     admin_password: str | None = None,
     time_zone: str | None = None,
     template_timeout: float = 60.0,
+    workflow: ServiceClient | None = None,
 ) -> TenantCreated:
     """A new tenant with its roles, root department, admin and the CRM template (see the module docstring)."""
     if not KEY_PATTERN.match(key):
@@ -156,14 +157,22 @@ def create_tenant(
         key, name, admin["_id"], admin_username, None if admin_password is not None else password, root["_id"]
     )
     try:
-        install_tenant_template(store, form, key, timeout=template_timeout)
+        install_tenant_template(store, form, key, timeout=template_timeout, workflow=workflow)
     except TenantError as exc:
         result.template_error = str(exc)
     return result
 
 
-def install_tenant_template(store: GatewayStore, form: ServiceClient, key: str, *, timeout: float = 60.0) -> None:
-    """Install the CRM template in tenant `key` as its first active admin (idempotent in the form service)."""
+def install_tenant_template(
+    store: GatewayStore,
+    form: ServiceClient,
+    key: str,
+    *,
+    timeout: float = 60.0,
+    workflow: ServiceClient | None = None,
+) -> None:
+    """Install the CRM template in tenant `key` as its first active admin (idempotent in the form service),
+    then, with `workflow`, the template's automations and public pool (idempotent in the workflow service)."""
     if store.tenants.find_one({"_id": key}) is None:
         raise TenantError(f"no tenant {key!r}")
     admin_keys: set[str] = set(Roles(store).admin_keys(key))
@@ -179,6 +188,8 @@ def install_tenant_template(store: GatewayStore, form: ServiceClient, key: str, 
         raise TenantError(f"tenant {key!r} has no admin user")
     try:
         install_template(form, _admin_principal(store, key, admin["_id"]), timeout=timeout)
+        if workflow is not None:
+            install_workflow_template(store, key, admin["_id"], workflow, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure of the RPC: tell the operator how to retry
         raise TenantError(
             f"the CRM template could not be installed in {key!r} ({exc.__class__.__name__}: {exc}); "
@@ -230,6 +241,7 @@ def tenant_main(
     settings: Settings | None = None,
     store: GatewayStore | None = None,
     form: ServiceClient | None = None,
+    workflow: ServiceClient | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -250,7 +262,11 @@ def tenant_main(
     if form is None:
         from gateway.clients import Services
 
-        form = Services.grpc(settings.form_grpc_addr, settings.record_grpc_addr, timeout=30.0).form
+        services = Services.grpc(
+            settings.form_grpc_addr, settings.record_grpc_addr, settings.workflow_grpc_addr, timeout=30.0
+        )
+        form = services.form
+        workflow = workflow or services.workflow
     try:
         if args.action == "list":
             for t in list_tenants(store):
@@ -258,7 +274,7 @@ def tenant_main(
                 print(f"{t['key']}\t{t['name']}\t{t['time_zone']}\tusers={t['users']}\tcreated={created}", file=out)
             return EXIT_OK
         if args.action == "install-template":
-            install_tenant_template(store, form, args.key, timeout=args.template_timeout)
+            install_tenant_template(store, form, args.key, timeout=args.template_timeout, workflow=workflow)
             print(f"CRM template installed in tenant {args.key}", file=out)
             return EXIT_OK
         result = create_tenant(
@@ -271,6 +287,7 @@ def tenant_main(
             admin_password=args.admin_password,
             time_zone=args.time_zone,
             template_timeout=args.template_timeout,
+            workflow=workflow,
         )
     except TenantError as exc:
         print(f"gateway tenant: {exc}", file=err)

@@ -141,7 +141,7 @@ def test_the_organisation_of_the_template_exists_with_its_managers(settings: Any
     }
     assert shape == {
         "gm": ("总经理办公室", ["manager"], None),
-        "sales_manager": ("销售部", ["manager"], "gm"),
+        "sales_manager": ("销售部", ["manager", "sales_director"], "gm"),
         "sales1": ("销售一组", ["sales"], "sales_manager"),
         "sales2": ("销售一组", ["sales"], "sales_manager"),
         "cfo": ("财务部", ["manager", "finance_director"], "gm"),
@@ -221,7 +221,8 @@ def test_what_an_admin_changed_since_stays_as_it_is(settings: Any, fresh: Any) -
     finance = next(d["_id"] for d in fresh.departments.find({"tenant_id": "default", "name": "财务部"}))
     users.update("default", people["sales1"]["_id"], {"name": "王小明", "department_id": finance, "manager_id": ""})
     users.delete("default", people["sales2"]["_id"], people["admin"]["_id"])
-    Roles(fresh).delete("default", "sales_director")  # nobody holds it
+    users.update("default", people["sales_manager"]["_id"], {"roles": ["manager"]})
+    Roles(fresh).delete("default", "sales_director")  # nobody holds it any more
     service = fresh.departments.find_one({"tenant_id": "default", "name": "客服部"})
     Departments(fresh).update("default", service["_id"], name="客户成功部")
     before = _people(fresh)["sales1"]

@@ -8,6 +8,7 @@ from apiflask import APIFlask
 def register_blueprints(app: APIFlask) -> None:
     """Attach every blueprint to `app`."""
     from gateway.routes import (
+        approvals,
         apps_forms,
         attachments,
         auth,
@@ -23,4 +24,5 @@ def register_blueprints(app: APIFlask) -> None:
 
     for module in (auth, users, departments, roles, permissions, apps_forms, records, attachments, workflow, pools):
         app.register_blueprint(module.bp, url_prefix="/api/v1")
+    app.register_blueprint(approvals.bp, url_prefix="/api/v1")
     app.register_blueprint(ops.bp)

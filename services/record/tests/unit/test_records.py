@@ -161,6 +161,42 @@ def test_only_the_platform_writes_a_read_only_field(uc: UseCases) -> None:
     assert updated["data"]["last_contacted_at"].startswith("2026-03-01T08:00:00")
 
 
+def test_only_the_platform_writes_an_approval_status(repo: FakeRecordRepository) -> None:
+    form = FormSchema(
+        "form-contract",
+        "contract",
+        TENANT,
+        1,
+        "no",
+        (
+            {"key": "no", "type": "text", "label": {"zh-CN": "编号", "en": "No"}},
+            {"key": "approval_status", "type": "approval_status", "label": {"zh-CN": "审批状态", "en": "Approval"}},
+        ),
+    )
+    forms = StaticFormSource([form])
+    uc = build_use_cases(
+        repo,
+        forms,
+        FakeCipher(),
+        queries=StoreQueries(repo),
+        catalog=SourceCatalog(forms),
+        history=FakeHistoryReader(repo),
+        files=FakeFileStore(),
+        clock=Clock(),
+    )
+    record = uc.records.create(ADMIN, "contract", {"no": "HT-1"})
+    with pytest.raises(ValidationFailed) as exc:
+        uc.records.update(ADMIN, record["id"], {"approval_status": "approved"}, 1)
+    assert field_errors(exc.value) == {"approval_status": "read_only"}
+    robot = Principal.service(TENANT, "workflow", on_behalf="approval:i1")
+    assert (
+        uc.records.update(robot, record["id"], {"approval_status": "pending"}, 1)["data"]["approval_status"]
+        == "pending"
+    )
+    with pytest.raises(ValidationFailed):
+        uc.records.update(robot, record["id"], {"approval_status": "maybe"}, 2)
+
+
 def test_a_record_a_service_creates_without_an_owner_has_none(uc: UseCases, repo: FakeRecordRepository) -> None:
     robot = Principal.service(TENANT, "integration", on_behalf="web-form")
     record = uc.records.create(robot, "customer", {"customer_name": "官网线索"})

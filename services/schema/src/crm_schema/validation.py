@@ -231,7 +231,12 @@ class _Validator:
             if ftype.system:
                 errors.append(self.error(where, "system_field", label_of(field)))
                 continue
-            if ftype.computed or (field.get("read_only") is True and not self.allow_read_only):
+            # a platform value that has a coercer (an approval's status) is written by the platform itself;
+            # one computed on read (formula, lookup, rollup) never is
+            platform_written = self.allow_read_only and ftype.coerce is not None and field["type"] == "approval_status"
+            if (ftype.computed and not platform_written) or (
+                field.get("read_only") is True and not self.allow_read_only
+            ):
                 errors.append(self.error(where, "read_only", label_of(field)))
                 continue
             if contains_operator(raw):

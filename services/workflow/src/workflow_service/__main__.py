@@ -18,6 +18,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
 
 import argparse  # noqa: E402 - after the worker's monkey patching
 import signal  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from crm_runtime import configure_logging, get_logger  # noqa: E402
@@ -45,9 +46,8 @@ def worker() -> None:
     from nameko.runners import ServiceRunner
 
     from crm_runtime.grpc_server import start_side_http
-    from crm_runtime.mongo import ping
-    from workflow_service.server import connect_store
     from workflow_service.settings import Settings
+    from workflow_service.worker.dependencies import HEALTH
     from workflow_service.worker.service import WorkflowWorker
 
     settings = Settings.from_env()
@@ -58,11 +58,13 @@ def worker() -> None:
     amqp = settings.amqp_url.replace("%2F", "")
     runner = ServiceRunner(config={"AMQP_URI": amqp, "max_workers": 10, "serializer": "json"})
     runner.add_service(service)
-    probe_db = eventlet.tpool.execute(connect_store, settings.mongo_url, settings.workflow_db)
+    stale_after = max(30.0, 10 * settings.timer_interval)
 
     class _Ready:
         def ready(self) -> bool:
-            return bool(eventlet.tpool.execute(ping, probe_db))
+            # ready while the timer's sweeps reach the store (the side port runs on its own OS thread, where
+            # the engine's green connections cannot be used)
+            return time.monotonic() - HEALTH["last_sweep"] < stale_after
 
     httpd = start_side_http(_Ready(), settings.worker_http_port)
 

@@ -158,6 +158,39 @@ class GrpcRecords:
         resp = self._call("ListRecords", request, principal)
         return [dict(json.loads(r)) for r in resp.records_json], str(resp.next_cursor)
 
+    # approvals: the record service's approval gate
+
+    def set_lock(self, principal: Principal, record_id: str, lock: Mapping[str, Any]) -> Doc:
+        """SetRecordLock (the same lock again is a no-op; another approval's lock is a Conflict)."""
+        request = record_pb2.SetRecordLockRequest(
+            record_id=record_id, lock_json=json.dumps(dict(lock), ensure_ascii=False)
+        )
+        resp = self._call("SetRecordLock", request, principal)
+        return dict(json.loads(resp.lock_json)) if resp.lock_json else {}
+
+    def clear_lock(self, principal: Principal, record_id: str, lock_id: str) -> None:
+        """ClearRecordLock (only if it is `lock_id`)."""
+        self._call(
+            "ClearRecordLock", record_pb2.ClearRecordLockRequest(record_id=record_id, lock_id=lock_id), principal
+        )
+
+    def set_guards(self, principal: Principal, form_id: str, owner: str, guards: Any) -> int:
+        """SetFieldGuards: replace the guards `owner` keeps on a form."""
+        request = record_pb2.SetFieldGuardsRequest(
+            form_id=form_id, owner=owner, guards_json=json.dumps(list(guards), ensure_ascii=False)
+        )
+        return int(self._call("SetFieldGuards", request, principal).count)
+
+    def resolve_change(
+        self, principal: Principal, record_id: str, change_id: str, approve: bool, reason: str = ""
+    ) -> Doc:
+        """ResolveHeldChange: apply (approve) or drop a held change."""
+        request = record_pb2.ResolveHeldChangeRequest(
+            record_id=record_id, change_id=change_id, approve=approve, reason=reason
+        )
+        resp = self._call("ResolveHeldChange", request, principal)
+        return dict(json.loads(resp.record_json)) if resp.record_json else {}
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
@@ -234,4 +267,5 @@ def form_info(doc: Mapping[str, Any], version: int = 0) -> FormInfo:
         name=display or str(doc.get("key") or ""),
         fields=fields,
         version=version or int(doc.get("version") or 0),
+        names={str(k): str(v) for k, v in name.items()} if isinstance(name, Mapping) else {},
     )

@@ -17,17 +17,21 @@ from pymongo.database import Database
 from crm_runtime import build_server, get_logger
 from crm_runtime.grpc_server import ServerBundle
 from crm_runtime.mongo import connect, ping, wait_for_store
+from workflow_service.api.approvals_servicer import ApprovalsServicer
 from workflow_service.api.pool_servicer import SERVICE_NAME as POOL_SERVICE_NAME
 from workflow_service.api.pool_servicer import PoolServicer
 from workflow_service.api.servicer import SERVICE_NAME, WorkflowServicer
 from workflow_service.channels import build_channels
 from workflow_service.clients import GrpcForms, GrpcRecords
+from workflow_service.domain.approval_engine import Approvals
+from workflow_service.domain.approval_service import ApprovalUseCases
 from workflow_service.domain.engine import Engine, EngineSettings
 from workflow_service.domain.handover import Handover
 from workflow_service.domain.pool_service import PoolUseCases
 from workflow_service.domain.ports import FormPort, RecordPort
 from workflow_service.domain.service import WorkflowUseCases
 from workflow_service.settings import Settings
+from workflow_service.store.approvals import MongoApprovalStore
 from workflow_service.store.repository import MongoWorkflowStore
 
 log = get_logger("workflow.server")
@@ -96,9 +100,13 @@ def build_wiring(
             retries=settings.retries,
             retry_base=settings.retry_base,
             worker=worker,
+            push_conditions=settings.push_conditions,
         ),
     )
     engine.handover = Handover(store, records, forms, store)  # type: ignore[arg-type]
+    approval_store = MongoApprovalStore(db)
+    approval_store.ensure_indexes()
+    engine.approvals = Approvals(approval_store, records, forms, store, channels, store, clock=engine.clock)  # type: ignore[arg-type]
     return Wiring(store, engine, records, forms)
 
 
@@ -123,12 +131,16 @@ class WorkflowServer:
 def build_workflow_server(wiring: Wiring, db: Database[Any], *, port: int, host: str | None = None) -> WorkflowServer:
     """The gRPC server of the API over the wiring."""
     pools = PoolUseCases(wiring.store, wiring.forms)
-    use_cases = WorkflowUseCases(wiring.store, wiring.forms, wiring.engine, templates=load_template, pools=pools)
+    approvals = ApprovalUseCases(wiring.engine.approvals)
+    use_cases = WorkflowUseCases(
+        wiring.store, wiring.forms, wiring.engine, templates=load_template, pools=pools, approvals=approvals
+    )
     servicer = WorkflowServicer(use_cases)
     pool_servicer = PoolServicer(pools)
     bundle = build_server(
         port,
-        [servicer.register, pool_servicer.register],
+        # the approvals' handlers last: they replace WorkflowService's generated ones for their methods
+        [servicer.register, pool_servicer.register, ApprovalsServicer(approvals).register],
         [SERVICE_NAME, POOL_SERVICE_NAME],
         checks=[lambda: ping(db)],
         host=host,

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     retry of a failed action, 10; doubled each time), WORKFLOW_RETRIES (3), WORKFLOW_MAX_DEPTH (automation
     chain depth at which a loop is cut, 5), WORKFLOW_QUEUE_PREFIX (empty; installations sharing one broker
     each need their own), SMTP_HOST / SMTP_PORT (25) / SMTP_FROM / SMTP_USER / SMTP_PASSWORD / SMTP_STARTTLS
-    (e-mail notifications; without SMTP_HOST the e-mail channel is "not configured")."""
+    (e-mail notifications; without SMTP_HOST the e-mail channel is "not configured"), WORKFLOW_PUSH_CONDITIONS
+    (0; 1 where the store is MongoDB: timer conditions go into the due query, see Engine.sweep)."""
 
     workflow_db: str = "crm_workflow"
     record_grpc_addr: str = "127.0.0.1:50052"
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    push_conditions: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,4 +83,5 @@ class Settings(BaseSettings):
             smtp_user=env_str("SMTP_USER", ""),
             smtp_password=env_str("SMTP_PASSWORD", ""),
             smtp_starttls=env_str("SMTP_STARTTLS", "0").lower() in ("1", "true", "yes"),
+            push_conditions=env_str("WORKFLOW_PUSH_CONDITIONS", "0").lower() in ("1", "true", "yes"),
         )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_runtime.envelope import make_envelope
-from crm_runtime.errors import Unavailable
+from crm_runtime.errors import Conflict, NotFound, Unavailable
 from crm_runtime.principal import Principal
 from services.workflow.tests.unit.forms import FORMS
 from workflow_service.domain.actions import VersionMoved
@@ -29,6 +29,10 @@ class FakeRecords:
         self.creates = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # the approval gate: every call (name, record or form, details), the guards by (form, owner)
+        self.gate_calls: list[tuple[str, str, Any]] = []
+        self.guards: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.gate_down = 0  # the next n gate calls raise Unavailable
 
     def _event(self, principal: Principal, kind: str, record: Mapping[str, Any], **data: Any) -> None:
         payload = {"record_id": record["id"], "form_id": record["form_id"], "owner_id": record.get("owner_id"), **data}
@@ -173,6 +177,68 @@ class FakeRecords:
         ]
         chunk = rows[:size]
         return chunk, (chunk[-1]["id"][1:] if len(rows) > size else "")
+
+    # the approval gate (RecordService SetRecordLock, ClearRecordLock, SetFieldGuards, ResolveHeldChange)
+
+    def _gate(self, name: str, target: str, details: Any) -> None:
+        with self._lock:
+            if self.gate_down > 0:
+                self.gate_down -= 1
+                raise Unavailable("record service down")
+            self.gate_calls.append((name, target, details))
+
+    def set_lock(self, principal: Principal, record_id: str, lock: Mapping[str, Any]) -> dict[str, Any]:
+        self._gate("set_lock", record_id, dict(lock))
+        record = self.records.get(record_id)
+        if record is None or record["tenant_id"] != principal.tenant_id:
+            raise NotFound(record_id)
+        current = record.get("lock")
+        if current and current["id"] != lock["id"]:
+            raise Conflict(f"locked by {current.get('name')}", lock=dict(current))
+        record["lock"] = current or {"id": lock["id"], "name": lock.get("name"), "by": principal.on_behalf}
+        return dict(record["lock"])
+
+    def clear_lock(self, principal: Principal, record_id: str, lock_id: str) -> None:
+        self._gate("clear_lock", record_id, lock_id)
+        record = self.records.get(record_id)
+        if record is None:
+            raise NotFound(record_id)
+        if (record.get("lock") or {}).get("id") == lock_id:
+            record.pop("lock")
+
+    def set_guards(self, principal: Principal, form_id: str, owner: str, guards: Any) -> int:
+        self._gate("set_guards", form_id, (owner, list(guards)))
+        self.guards[(form_id, owner)] = list(guards)
+        return len(self.guards[(form_id, owner)])
+
+    def hold_change(
+        self, tenant_id: str, record_id: str, fields: Mapping[str, Any], guard_owner: str
+    ) -> dict[str, Any]:
+        """A user's update meeting a guard: the fields kept as the pending change; returns record.change_held."""
+        record = self.records[record_id]
+        change_id = f"chg{next(self._ids)}"
+        changes = {k: {"old": record["data"].get(k), "new": v} for k, v in fields.items()}
+        record["pending_change"] = {"id": change_id, "fields": dict(fields)}
+        user = Principal(tenant_id=tenant_id, user_id="u-requester")
+        self._event(
+            user, "record.change_held", record, change_id=change_id, guard_id="g", guard_owner=guard_owner,
+            changes=changes, requested_by=record.get("owner_id") or "u-requester", version=record["version"],
+        )  # fmt: skip
+        return self.events[-1]
+
+    def resolve_change(
+        self, principal: Principal, record_id: str, change_id: str, approve: bool, reason: str = ""
+    ) -> dict[str, Any]:
+        self._gate("resolve_change", record_id, (change_id, approve, reason))
+        record = self.records[record_id]
+        pending = record.get("pending_change")
+        if not pending or pending["id"] != change_id:
+            raise Conflict(f"no pending change {change_id}")
+        record.pop("pending_change")
+        if approve:
+            return self.update(principal, record_id, pending["fields"], record["version"])
+        self._event(principal, "record.change_dropped", record, change_id=change_id, reason=reason)
+        return dict(record)
 
 
 class FakeForms:

@@ -99,11 +99,50 @@ OPPORTUNITY = FormInfo(
             "key": "stage",
             "type": "stage",
             "label": _label("销售阶段", "Stage"),
-            "options": _options(("initial_contact", "初步沟通"), ("won", "赢单"), ("lost", "输单")),
+            "options": _options(
+                ("initial_contact", "初步沟通"), ("negotiation", "商务谈判"), ("won", "赢单"), ("lost", "输单")
+            ),
         },
     },
 )
-_ALL = (CUSTOMER, FOLLOW_UP, TASK, OPPORTUNITY)
+CONTRACT = FormInfo(
+    id="f-contract",
+    key="contract",
+    name="合同",
+    version=1,
+    fields={
+        "contract_no": {"key": "contract_no", "type": "auto_number", "label": _label("合同编号", "Contract no.")},
+        "customer": {
+            "key": "customer",
+            "type": "relation",
+            "label": _label("客户", "Customer"),
+            "relation": {"form_id": "customer", "many": False},
+        },
+        "amount": {"key": "amount", "type": "money", "label": _label("合同金额", "Amount")},
+        "approval_status": {
+            "key": "approval_status",
+            "type": "approval_status",
+            "label": _label("审批状态", "Approval status"),
+        },
+    },
+)
+QUOTATION = FormInfo(
+    id="f-quotation",
+    key="quotation",
+    name="报价单",
+    version=1,
+    fields={
+        "quote_no": {"key": "quote_no", "type": "auto_number", "label": _label("报价编号", "Quote no.")},
+        "total": {"key": "total", "type": "money", "label": _label("报价总额", "Total")},
+        "discount_rate": {"key": "discount_rate", "type": "percent", "label": _label("折扣率", "Discount rate")},
+        "approval_status": {
+            "key": "approval_status",
+            "type": "approval_status",
+            "label": _label("审批状态", "Approval status"),
+        },
+    },
+)
+_ALL = (CUSTOMER, FOLLOW_UP, TASK, OPPORTUNITY, CONTRACT, QUOTATION)
 FORMS = {f.key: f for f in _ALL} | {f.id: f for f in _ALL}
 
 

@@ -11,8 +11,12 @@ retries the action with backoff and dead-letters it after the last attempt.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +65,7 @@ class ActionContext:
     channels: Mapping[str, Channel]
     locale: str = "zh-CN"
     steps: list[Doc] = field(default_factory=list)
+    approvals: Any = None  # domain.approval_engine.Approvals, for start_approval
 
     def scope(self) -> templating.Scope:
         """What the action's templates are filled from."""
@@ -96,6 +101,13 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+def _later(new: Any, current: Any, tz: tzinfo) -> bool:
+    """True when `new` is a later date/time than `current` (or there is none yet)."""
+    old = templating.parse_moment(current, tz)
+    moment = templating.parse_moment(new, tz)
+    return old is None or (moment is not None and moment > old)
+
+
 def _plain_id(value: Any) -> str:
     if isinstance(value, Mapping):
         value = value.get("id")
@@ -117,12 +129,17 @@ def update_record(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
             return {"skipped": "no_related_record", "relation": target}
     values = ctx.render(action.get("values") or {})
     only_empty = set(action.get("if_empty") or [])
+    only_later = set(action.get("if_later") or [])
     for _attempt in range(MAX_UPDATE_ATTEMPTS):
         current = ctx.records.get(ctx.principal, record_id)
         if current is None:
             return {"skipped": "record_gone", "record_id": record_id}
         data = current.get("data") or {}
-        patch = {k: v for k, v in values.items() if k not in only_empty or _empty(data.get(k))}
+        patch = {
+            k: v
+            for k, v in values.items()
+            if (k not in only_empty or _empty(data.get(k))) and (k not in only_later or _later(v, data.get(k), ctx.tz))
+        }
         if not patch:
             return {"record_id": record_id, "changed": []}
         try:
@@ -163,6 +180,7 @@ def assign_owner(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
 def recipients(ctx: ActionContext, specs: list[Mapping[str, Any]]) -> list[DirectoryUser]:
     """The active users a notify action names, each once."""
     out: dict[str, DirectoryUser] = {}
+    unknown: list[str] = []
     record = ctx.record
 
     def add(user_id: Any) -> None:
@@ -170,7 +188,9 @@ def recipients(ctx: ActionContext, specs: list[Mapping[str, Any]]) -> list[Direc
         if not uid or uid in out or uid.startswith("service:"):
             return
         user = ctx.directory.user(ctx.tenant_id, uid)
-        if user is not None and user.active:
+        if user is None:
+            unknown.append(uid)
+        elif user.active:
             out[uid] = user
 
     for spec in specs:
@@ -198,6 +218,9 @@ def recipients(ctx: ActionContext, specs: list[Mapping[str, Any]]) -> list[Direc
             value = (record.get("data") or {}).get(str(spec.get("field") or ""))
             for item in value if isinstance(value, list) else [value]:
                 add(item)
+    if unknown and not out:
+        # a user just created may not have reached the workflow's replica yet: try again later
+        raise ActionFailed(f"recipients not (yet) in the directory: {', '.join(sorted(set(unknown)))}")
     return list(out.values())
 
 
@@ -244,6 +267,7 @@ def webhook(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
     payload = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": ctx.key}
     headers.update(action.get("headers") or {})
+    refuse_private_address(str(action["url"]))
     request = urllib.request.Request(str(action["url"]), data=payload, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310 - admin-set URL
@@ -273,6 +297,47 @@ def assign_from_pool(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
     return {"record_id": record_id, "owner_id": owner}
 
 
+def start_approval(ctx: ActionContext, action: Mapping[str, Any]) -> Doc:
+    """Submit the record to an approval process of its form, as its owner; once per run (the action's key)."""
+    if ctx.approvals is None:
+        raise ActionFailed("approvals are not available in this process")
+    ref = str(action.get("process_id") or action.get("process") or "")
+    process = ctx.approvals.live_process(ctx.tenant_id, ref)
+    if process is None:
+        raise ActionFailed(f"approval process {ref} does not exist")
+    if not process.get("enabled"):
+        return {"skipped": "process_disabled", "process_id": process["id"]}
+    record = ctx.records.get(ctx.principal, str(ctx.record.get("id") or ""))
+    if record is None:
+        return {"skipped": "record_gone", "record_id": ctx.record.get("id")}
+    if process.get("form_id") != record.get("form_id") or process.get("guard"):
+        raise ActionFailed(f"approval process {ref} does not decide records of this form")
+    result: Doc = ctx.approvals.start_for_automation(ctx.tenant_id, process, record, ctx.key)
+    return {"process_id": process["id"], **result}
+
+
+def refuse_private_address(url: str) -> None:
+    """A webhook may not reach loopback, private, link-local or reserved addresses (the worker's own network)
+    unless the installation allows it (WORKFLOW_WEBHOOK_ALLOW_PRIVATE=1, e.g. an ERP on the private cloud)."""
+    if os.environ.get("WORKFLOW_WEBHOOK_ALLOW_PRIVATE") == "1":
+        return
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ActionFailed(f"webhook host does not resolve: {host} ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+        ):
+            raise ActionFailed(f"webhook address {address} of {host} is not public")
+
+
 EXECUTORS: dict[str, Callable[[ActionContext, Mapping[str, Any]], Doc]] = {
     "create_record": create_record,
     "update_record": update_record,
@@ -281,4 +346,5 @@ EXECUTORS: dict[str, Callable[[ActionContext, Mapping[str, Any]], Doc]] = {
     "webhook": webhook,
     "move_to_pool": move_to_pool,
     "assign_from_pool": assign_from_pool,
+    "start_approval": start_approval,
 }

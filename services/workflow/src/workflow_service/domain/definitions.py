@@ -18,7 +18,8 @@ manual (a button on a record: a user runs it, choosing the `optional` actions,
 e.g. the 线索's 转化).
 
 Actions: create_record, update_record (the record or a related one), assign_owner,
-notify, webhook.
+notify, webhook, move_to_pool, assign_from_pool, start_approval (submit the record to an
+approval process, domain/approval_engine.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from croniter import croniter
 
 from crm_runtime.errors import FieldError, ValidationFailed
 from workflow_service.domain import templating
+from workflow_service.domain.approval_messages import field_error as approval_error
 from workflow_service.domain.conditions import parse_condition
 from workflow_service.domain.errors import field_error
 
@@ -49,7 +51,10 @@ TRIGGERS = (
 )
 EVENT_TRIGGERS = frozenset(TRIGGERS[:6])
 TIMER_TRIGGERS = frozenset({"date_relative", "inactivity"})
-ACTIONS = ("create_record", "update_record", "assign_owner", "notify", "webhook", "move_to_pool", "assign_from_pool")
+ACTIONS = (
+    "create_record", "update_record", "assign_owner", "notify", "webhook", "move_to_pool", "assign_from_pool",
+    "start_approval",
+)  # fmt: skip
 STRATEGIES = ("round_robin", "load_balanced", "rule")
 RECIPIENTS = ("owner", "owner_manager", "user", "role", "department_members", "user_field", "record_creator")
 CHANNELS = ("in_app", "email", "wecom", "dingtalk", "feishu", "sms", "webhook")
@@ -74,6 +79,11 @@ class FormInfo:
     name: str
     fields: Mapping[str, Mapping[str, Any]]
     version: int = 0
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def title(self, locale: str) -> str:
+        """The form's name in `locale` (its zh-CN name, else its key)."""
+        return str(self.names.get(locale) or self.name or self.key)
 
     def label(self, key: str, locale: str) -> str:
         """A field's label in `locale`, else its key."""
@@ -185,7 +195,7 @@ def _name(raw: Any, check: _Check) -> dict[str, str]:
 def _field_key(form: FormInfo, ref: Any, where: str, check: _Check, types: frozenset[str] | None = None) -> str:
     key = templating.field_key_of(ref, form.fields) if isinstance(ref, str) and ref else None
     if key is None:
-        check.fail(where, "unknown_field", field=ref, form=form.name)
+        check.fail(where, "unknown_field", field=ref, form=form.title(check.locale))
         return ""
     if types is not None and str(form.fields[key].get("type")) not in types:
         expected = {"zh-CN": "日期或日期时间", "en": "date or datetime"} if types == DATE_TYPES else {}
@@ -310,15 +320,15 @@ def _relation_to(related: FormInfo, ref: Any, target: FormInfo, check: _Check) -
     """The key of a relation field of `related` that points to `target`."""
     key = templating.field_key_of(ref, related.fields) if isinstance(ref, str) and ref else None
     if key is None:
-        check.fail("trigger.related_field", "unknown_field", field=ref, form=related.name)
+        check.fail("trigger.related_field", "unknown_field", field=ref, form=related.title(check.locale))
         return ""
     definition = related.fields[key]
     if definition.get("type") != "relation":
-        check.fail("trigger.related_field", "relation_field", field=ref, form=related.name)
+        check.fail("trigger.related_field", "relation_field", field=ref, form=related.title(check.locale))
         return ""
     points_to = str((definition.get("relation") or {}).get("form_id") or "")
     if points_to not in (target.id, target.key):
-        check.fail("trigger.related_field", "relation_target", field=ref, target=target.name)
+        check.fail("trigger.related_field", "relation_target", field=ref, target=target.title(check.locale))
         return ""
     return key
 
@@ -363,7 +373,7 @@ def _templates(
         if target is not None:
             found = templating.field_key_of(str(ref), target.fields)
             if found is None:
-                check.fail(f"{where}.{ref}", "unknown_field", field=ref, form=target.name)
+                check.fail(f"{where}.{ref}", "unknown_field", field=ref, form=target.title(check.locale))
                 continue
             key = found
         out[key] = _template(template, f"{where}.{ref}", source, check, steps)
@@ -383,7 +393,7 @@ def _template(template: Any, where: str, source: FormInfo, check: _Check, steps:
         return template
     for placeholder in found:
         if not templating.known_name(placeholder.name, source.fields, steps):
-            check.fail(where, "template_field", name=placeholder.name, form=source.name)
+            check.fail(where, "template_field", name=placeholder.name, form=source.title(check.locale))
     return template
 
 
@@ -421,7 +431,7 @@ def _create_record(
 def _update_record(
     action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
 ) -> dict[str, Any]:
-    _unknown_keys(action, {"type", "target", "values", "if_empty"}, where, check)
+    _unknown_keys(action, {"type", "target", "values", "if_empty", "if_later"}, where, check)
     target_ref = action.get("target", "self")
     target_form: FormInfo | None = form
     relation = ""
@@ -429,7 +439,7 @@ def _update_record(
         key = templating.field_key_of(target_ref, form.fields) if isinstance(target_ref, str) else None
         definition = form.fields.get(key or "") or {}
         if key is None or definition.get("type") != "relation":
-            check.fail(f"{where}.target", "relation_field", field=target_ref, form=form.name)
+            check.fail(f"{where}.target", "relation_field", field=target_ref, form=form.title(check.locale))
             return {}
         relation = key
         target_form = forms.published(str((definition.get("relation") or {}).get("form_id") or ""))
@@ -446,15 +456,37 @@ def _update_record(
         key = templating.field_key_of(str(ref), target_form.fields) if target_form else None
         if key is None or key not in values:
             check.fail(
-                f"{where}.if_empty[{i}]", "unknown_field", field=ref, form=target_form.name if target_form else ""
+                f"{where}.if_empty[{i}]",
+                "unknown_field",
+                field=ref,
+                form=target_form.title(check.locale) if target_form else "",
             )
             continue
         only_empty.append(key)
+    if_later = action.get("if_later") or []
+    only_later = []
+    for i, ref in enumerate(if_later if isinstance(if_later, list) else []):
+        key = templating.field_key_of(str(ref), target_form.fields) if target_form else None
+        if (
+            target_form is None
+            or key is None
+            or key not in values
+            or target_form.fields[key].get("type") not in DATE_TYPES
+        ):
+            check.fail(
+                f"{where}.if_later[{i}]",
+                "unknown_field",
+                field=ref,
+                form=target_form.title(check.locale) if target_form else "",
+            )
+            continue
+        only_later.append(key)
     return {
         "target": relation or "self",
         "form_id": target_form.id if target_form else "",
         "values": values,
         "if_empty": only_empty,
+        "if_later": only_later,
     }
 
 
@@ -641,6 +673,40 @@ def _optional(action: Mapping[str, Any], where: str, check: _Check) -> dict[str,
     return {"optional": name}
 
 
+def _start_approval(
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+) -> dict[str, Any]:
+    """Submit the record to an approval process of its form (`process`: id or key), as the record's owner.
+
+    When the lookup can find approval processes (`approval_process(ref)`, the API's), the process is
+    checked at save: it exists, is of this form and decides submitted records (not a guarded change).
+    """
+    _unknown_keys(action, {"type", "process"}, where, check)
+    ref = action.get("process")
+    if not isinstance(ref, str) or not ref.strip() or len(ref) > 100:
+        check.fail(f"{where}.process", "required")
+        return {}
+    out: dict[str, Any] = {"process": ref.strip()}
+    find = getattr(forms, "approval_process", None)
+    if find is None:
+        return out
+    process = find(ref.strip())
+    if process is None:
+        check.errors.append(approval_error(f"{where}.process", "approval_process_not_found", check.locale, ref=ref))
+        return out
+    name = (process.get("name") or {}).get(check.locale) or (process.get("name") or {}).get("zh-CN") or ref
+    if process.get("form_id") != form.id:
+        check.errors.append(
+            approval_error(
+                f"{where}.process", "approval_process_form", check.locale, name=name, form=form.title(check.locale)
+            )
+        )
+    elif process.get("guard"):
+        check.errors.append(approval_error(f"{where}.process", "approval_process_guard", check.locale, name=name))
+    out["process_id"] = str(process.get("id"))
+    return out
+
+
 _ACTION_PARSERS = {
     "create_record": _create_record,
     "update_record": _update_record,
@@ -649,6 +715,7 @@ _ACTION_PARSERS = {
     "webhook": _webhook,
     "move_to_pool": _move_to_pool,
     "assign_from_pool": _assign_from_pool,
+    "start_approval": _start_approval,
 }
 
 

@@ -114,6 +114,7 @@ class EngineSettings:
     retries: int = 3
     retry_base: float = 10.0
     worker: str = ""
+    push_conditions: bool = False  # put compiled conditions into the due query (MongoDB; not SecantusDB)
 
 
 class Engine:
@@ -139,8 +140,11 @@ class Engine:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.worker = settings.worker or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._conditions: dict[tuple[str, int], Condition | None] = {}
+        self._automation_cache: dict[tuple[str, str], tuple[int, list[Doc]]] = {}
         # handover jobs (domain/handover.py), when wired in (server.py)
         self.handover: Any = None
+        # approvals (domain/approval_engine.py), when wired in (server.py)
+        self.approvals: Any = None
         # public pools' recycling (domain/pools.py), when the store keeps pools
         self.pools: PoolRecycler | None = None
         pools_watching = getattr(store, "pools_watching", None)
@@ -171,6 +175,23 @@ class Engine:
 
     # ------------------------------------------------------------ events
 
+    def _automations(self, tenant_id: str, form_id: str) -> list[Doc]:
+        """The enabled automations of a form (and those watching it), kept while the tenant's definitions
+        revision stays (one point read an event instead of the automation queries; any write moves it)."""
+        revision = getattr(self.store, "definitions_revision", None)
+        if revision is None:
+            return self.store.automations_for(tenant_id, form_id)
+        rev = int(revision(tenant_id))
+        key = (tenant_id, form_id)
+        hit = self._automation_cache.get(key)
+        if hit is not None and hit[0] == rev:
+            return hit[1]
+        found = self.store.automations_for(tenant_id, form_id)
+        if len(self._automation_cache) > 10_000:
+            self._automation_cache.clear()
+        self._automation_cache[key] = (rev, found)
+        return found
+
     def handle_event(self, envelope: Mapping[str, Any]) -> list[str]:
         """Run what a record event triggers and keep timers current; returns the ids of the runs it logged."""
         tenant_id = str(envelope.get("tenant_id") or "")
@@ -178,6 +199,11 @@ class Engine:
         form_id = str(data.get("form_id") or "")
         record_id = str(data.get("record_id") or "")
         event_type = str(envelope.get("type") or "")
+        if event_type == "record.change_held":
+            # a guarded field change waits (also one dead-lettered and replayed): its approval starts
+            if self.approvals is not None:
+                self.approvals.on_change_held(envelope)
+            return []
         if not tenant_id or not form_id or not record_id:
             return []
         runs: list[str] = []
@@ -188,13 +214,23 @@ class Engine:
                 cache["record"] = self._record_of(envelope)
             return cache["record"]
 
-        for automation in self.store.automations_for(tenant_id, form_id):
+        automations = self._automations(tenant_id, form_id)
+        firing = [
+            f"{envelope['id']}:{a['id']}"
+            for a in automations
+            if a.get("form_id") == form_id
+            and (a.get("trigger") or {}).get("type") in EVENT_TRIGGERS
+            and self._fires(a.get("trigger") or {}, event_type, data)
+        ]
+        # one read for the whole event: which of its runs are logged already (a redelivery)
+        logged = self.store.logged_runs(firing) if firing else set()
+        for automation in automations:
             trigger = automation.get("trigger") or {}
             kind = trigger.get("type")
             if automation.get("form_id") == form_id:
                 if kind in EVENT_TRIGGERS and self._fires(trigger, event_type, data):
                     run_id = f"{envelope['id']}:{automation['id']}"
-                    if self._run(automation, run_id, envelope, current, data.get("changes")):
+                    if self._run(automation, run_id, envelope, current, data.get("changes"), logged=logged):
                         runs.append(run_id)
                 elif kind in TIMER_TRIGGERS:
                     self._keep_timer(automation, envelope, current)
@@ -276,9 +312,10 @@ class Engine:
         record_of: Callable[[], Doc | None],
         changes: Any = None,
         options: list[str] | None = None,
+        logged: set[str] | None = None,
     ) -> bool:
         """Log and carry out one run (once per run id); True when a run was logged now."""
-        if self.store.run(run_id) is not None:
+        if (run_id in logged) if logged is not None else self.store.run(run_id) is not None:
             return False
         started = time.perf_counter()
         tenant_id = str(automation["tenant_id"])
@@ -357,6 +394,7 @@ class Engine:
             store=self.store,
             channels=self.channels,
             steps=[dict(a.get("result") or {}) for a in run["actions"][:start]],
+            approvals=self.approvals,
         )
         actions = list(automation.get("actions") or [])
         outcomes = list(run["actions"][:start])
@@ -400,6 +438,7 @@ class Engine:
         run["actions"] = outcomes
         run["status"] = "done"
         run.pop("retry", None)
+        run.pop("message", None)  # a replayed run that now succeeded keeps no old error
         self._save(run, started)
 
     def _failed(self, run: Doc, index: int, attempt: int, error: str) -> None:
@@ -556,7 +595,12 @@ class Engine:
     # ------------------------------------------------------------ due items
 
     def sweep(self, *, limit: int = 1000, now: datetime | None = None) -> int:
-        """Fire due items (each leased first, so another worker never fires it too); returns how many fired."""
+        """Fire due items (each leased first, so another worker never fires it too); returns how many fired.
+
+        Record timers: the condition is checked in Python on the current record when the run starts; with
+        `push_conditions` (a store that filters residual predicates, i.e. MongoDB) the compiled condition
+        also goes into the due query and items it leaves out are marked skipped without a run.
+        """
         now = now or self.clock()
         fired = 0
         for automation in self.store.timer_automations():
@@ -564,35 +608,37 @@ class Engine:
             if form is None:
                 continue
             condition = self.condition(automation, form.fields)
-            match = condition.to_mongo("data.") if condition is not None else None
-            while fired < limit:
-                item = self.store.claim_due(
-                    now=now,
-                    lease_seconds=LEASE_SECONDS,
-                    worker=self.worker,
-                    automation_id=str(automation["id"]),
-                    kind="record",
-                    match=match,
-                )
-                if item is None:
-                    break
+            match = condition.to_mongo("data.") if condition is not None and self.settings.push_conditions else None
+            items = self.store.claim_due(
+                now=now,
+                lease_seconds=LEASE_SECONDS,
+                worker=self.worker,
+                automation_id=str(automation["id"]),
+                kind="record",
+                match=match,
+                limit=max(limit - fired, 0),
+            )
+            for item in items:
                 self._fire_record(automation, item)
                 fired += 1
             if match is not None:
                 self.store.skip_due(now=now, automation_id=str(automation["id"]), match=match)
-        for kind in ("retry", "schedule", "pool_warn", "pool", "handover"):
-            while fired < limit:
-                item = self.store.claim_due(now=now, lease_seconds=LEASE_SECONDS, worker=self.worker, kind=kind)
-                if item is None:
-                    break
-                if kind == "retry":
-                    self._fire_retry(item)
-                elif kind == "schedule":
-                    self._fire_schedule(item)
-                elif kind == "handover":
-                    self._fire_handover(item)
-                else:
-                    self._fire_pool(item)
+        handlers = {
+            "retry": self._fire_retry,
+            "schedule": self._fire_schedule,
+            "pool_warn": self._fire_pool,
+            "pool": self._fire_pool,
+            "handover": self._fire_handover,
+            "approval": self._fire_approval,
+        }
+        for kind, fire in handlers.items():
+            if fired >= limit:
+                break
+            items = self.store.claim_due(
+                now=now, lease_seconds=LEASE_SECONDS, worker=self.worker, kind=kind, limit=limit - fired
+            )
+            for item in items:
+                fire(item)
                 fired += 1
         return fired
 
@@ -627,6 +673,17 @@ class Engine:
             self.store.finish(item.id, self.worker, due_at=item.due_at)
         else:
             self.store.move_pending(item.id, self.clock())
+
+    def _fire_approval(self, item: TimerItem) -> None:
+        """An approval's due item: its watchdog, a reminder, an escalation, a guard sync (domain/approval_engine.py)."""
+        try:
+            if self.approvals is not None:
+                outcome = self.approvals.fire(item)
+                log.info("approval_timer_fired", item=item.id, outcome=outcome)
+        except (DomainError, OSError, RuntimeError, ValueError, KeyError) as exc:
+            log.warning("approval_timer_failed", item=item.id, error=_describe(exc))
+            return  # the lease runs out and another sweep tries again
+        self.store.finish(item.id, self.worker, due_at=item.due_at)
 
     def _fire_pool(self, item: TimerItem) -> None:
         try:

@@ -195,7 +195,8 @@ def version_conflict(current: int, expected: int, locale: str = "zh-CN") -> Conf
 
 def already_replayed(at: Any, locale: str = "zh-CN") -> Conflict:
     """409: a dead letter is replayed once."""
-    return Conflict(message("dead_letter_replayed", locale, at=at), rule="dead_letter_replayed")
+    text = at.isoformat(timespec="seconds") if hasattr(at, "isoformat") else str(at)
+    return Conflict(message("dead_letter_replayed", locale, at=text), rule="dead_letter_replayed")
 
 
 def manage_forbidden(locale: str = "zh-CN") -> Forbidden:

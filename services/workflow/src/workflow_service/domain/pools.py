@@ -109,7 +109,7 @@ def _related(raw: Any, where: str, form: FormInfo, forms: FormLookup, check: _Ch
         definition = related.fields.get(key or "") or {}
         target = str((definition.get("relation") or {}).get("form_id") or "")
         if key is None or definition.get("type") != "relation" or target not in (form.id, form.key):
-            check.fail(f"{iwhere}.field", "relation_target", field=item.get("field"), target=form.name)
+            check.fail(f"{iwhere}.field", "relation_target", field=item.get("field"), target=form.title(check.locale))
             continue
         try:
             parse_condition(item.get("condition"), related.fields, locale=check.locale, where=f"{iwhere}.condition")
@@ -177,7 +177,12 @@ def parse_pool(
         )
         days = (days_by or {}).get("days") if isinstance(days_by, Mapping) else None
         if key is None or not isinstance(days, Mapping):
-            check.fail("recycle.days_by.field", "unknown_field", field=(days_by or {}).get("field"), form=form.name)
+            check.fail(
+                "recycle.days_by.field",
+                "unknown_field",
+                field=(days_by or {}).get("field"),
+                form=form.title(check.locale),
+            )
         else:
             recycle["days_by"] = {
                 "field": key,

@@ -166,6 +166,10 @@ class WorkflowStore(Protocol):
         """Insert or replace a run."""
         ...
 
+    def logged_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these runs are logged already (one read)."""
+        ...
+
     def add_dead_letter(self, letter: Doc) -> None:
         """Record an action that failed after its retries (or an event that failed); once per _id."""
         ...
@@ -201,9 +205,10 @@ class WorkflowStore(Protocol):
 
     def claim_due(
         self, *, now: datetime, lease_seconds: float, worker: str, automation_id: str = "", kind: str = "",
-        match: Mapping[str, Any] | None = None,
-    ) -> TimerItem | None:  # fmt: skip
-        """Lease one due item (atomic find-and-modify), optionally of one automation and matching a filter."""
+        match: Mapping[str, Any] | None = None, limit: int = 1,
+    ) -> list[TimerItem]:  # fmt: skip
+        """Lease up to `limit` due items (each by exactly one worker), optionally of one automation and matching
+        a compiled condition; the earliest first."""
         ...
 
     def finish(self, item_id: str, worker: str, *, due_at: datetime | None = None, state: str = "fired") -> None:

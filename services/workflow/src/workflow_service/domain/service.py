@@ -32,9 +32,12 @@ MAX_MARK = 1000
 class _Forms:
     """definitions.FormLookup for one principal."""
 
-    def __init__(self, forms: FormPort, principal: Principal) -> None:
+    def __init__(self, forms: FormPort, principal: Principal, approvals: Any = None) -> None:
         self._forms = forms
         self._principal = principal
+        if approvals is not None:
+            # the start_approval action's process is checked at save (definitions._start_approval)
+            self.approval_process: Callable[[str], Any] = lambda ref: approvals.lookup(principal, ref)
 
     def published(self, form_ref: str) -> FormInfo | None:
         return self._forms.published(self._principal, form_ref)
@@ -95,8 +98,10 @@ class WorkflowUseCases:
         clock: Callable[[], datetime] | None = None,
         templates: Callable[[str], Mapping[str, Any] | None] | None = None,
         pools: Any = None,
+        approvals: Any = None,
     ) -> None:
         self.store = store
+        self.approvals = approvals  # ApprovalUseCases: a template's approval processes, the start_approval check
         self.pools = pools  # PoolUseCases: a template's pools are installed with its automations
         self.forms = forms
         self.engine = engine
@@ -121,7 +126,7 @@ class WorkflowUseCases:
     def create(self, principal: Principal, spec: Any, *, template_key: str = "") -> Doc:
         """Check and store a new automation (version 1); a scheduled one gets its first firing armed."""
         self._require_admin(principal)
-        normalised = parse_automation(spec, _Forms(self.forms, principal), locale=principal.locale)
+        normalised = parse_automation(spec, _Forms(self.forms, principal, self.approvals), locale=principal.locale)
         now = self.clock()
         doc = {
             "_id": uuid.uuid4().hex,
@@ -160,7 +165,10 @@ class WorkflowUseCases:
         ):
             raise werr.invalid("form", "unknown_key", principal.locale, key="form")
         normalised = parse_automation(
-            patch, _Forms(self.forms, principal), locale=principal.locale, partial_of=_definition(current)
+            patch,
+            _Forms(self.forms, principal, self.approvals),
+            locale=principal.locale,
+            partial_of=_definition(current),
         )
         stored = {k: v for k, v in current.items() if k != "id"}
         stored.update(normalised, updated_at=self.clock(), updated_by=principal.user_id)
@@ -334,6 +342,12 @@ class WorkflowUseCases:
                     continue
                 raise
             created += 1
+        if self.approvals is not None:
+            # approval processes before automations: a start_approval action names its process by key
+            sibling = self.templates(f"{name or 'crm'}_approvals") or {}
+            processes = [*(template.get("approval_processes") or []), *(sibling.get("approval_processes") or [])]
+            made, there = self.approvals.install_template(principal, processes, bindings, _bind)
+            created, existing = created + made, existing + there
         for item in template.get("automations") or []:
             key = str(item["key"])
             if self.store.template_automation(principal.tenant_id, key) is not None:

@@ -22,6 +22,7 @@ only one worker's update matches.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,6 +76,7 @@ class MongoWorkflowStore:
         self.pools: Collection[Any] = db["pools"]
         self.outbox: Collection[Any] = db["outbox"]
         self.jobs: Collection[Any] = db["handover_jobs"]
+        self.meta: Collection[Any] = db["meta"]
 
     def ensure_indexes(self) -> None:
         """Every query path's index (idempotent, at start-up)."""
@@ -149,6 +151,14 @@ class MongoWorkflowStore:
         out["id"] = out.pop("_id")
         return out
 
+    def definitions_revision(self, tenant_id: str) -> int:
+        """A number that moves whenever an automation or a pool of the tenant is written (caches check it)."""
+        doc = self.meta.find_one({"_id": f"rev:{tenant_id}"})
+        return int(doc.get("n") or 0) if doc else 0
+
+    def _bump(self, tenant_id: str) -> None:
+        self.meta.update_one({"_id": f"rev:{tenant_id}"}, {"$inc": {"n": 1}}, upsert=True)
+
     def insert_automation(self, doc: Doc) -> Doc:
         """Store a new automation (version 1) and its first version; DuplicateKeyError for a template twice."""
         stored = {**doc, "timer": (doc.get("trigger") or {}).get("type") in TIMER_KINDS}
@@ -158,6 +168,7 @@ class MongoWorkflowStore:
         except DuplicateKeyError:
             raise Conflict(f"automation of template {stored.get('template_key')} exists") from None
         self._keep_version(stored)
+        self._bump(str(stored["tenant_id"]))
         return self._public(stored) or {}
 
     def _keep_version(self, doc: Doc) -> None:
@@ -175,6 +186,7 @@ class MongoWorkflowStore:
         if result.modified_count != 1:
             return False
         self._keep_version({**stored, "_id": automation_id})
+        self._bump(tenant_id)
         return True
 
     def get_automation(self, tenant_id: str, automation_id: str) -> Doc | None:
@@ -238,6 +250,15 @@ class MongoWorkflowStore:
         """See WorkflowStore."""
         doc = self.runs.find_one({"_id": run_id})
         return _aware_doc(doc) if doc is not None else None
+
+    def logged_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """See WorkflowStore (by _id, in chunks)."""
+        out: set[str] = set()
+        for start in range(0, len(run_ids), 200):
+            out |= {
+                str(d["_id"]) for d in self.runs.find({"_id": {"$in": list(run_ids[start : start + 200])}}, {"_id": 1})
+            }
+        return out
 
     def save_run(self, run: Doc) -> None:
         """See WorkflowStore."""
@@ -427,32 +448,55 @@ class MongoWorkflowStore:
         automation_id: str = "",
         kind: str = "",
         match: Mapping[str, Any] | None = None,
-    ) -> TimerItem | None:
-        """See WorkflowStore: candidates through the due index, then a compare-and-set lease on one."""
+        limit: int = 1,
+    ) -> list[TimerItem]:
+        """See WorkflowStore: the due range read once through its index, then leases taken in batches.
+
+        One read of the due items' ids (the local store reads a whole range before any limit, so reading
+        it once per sweep rather than once per item keeps a pass linear), then for each chunk of 200 an
+        `update_many` that sets this worker's lease token where the item is still pending and not leased,
+        and a read of which ones carry the token: each item is leased by exactly one worker. `match` (the
+        compiled condition) is added to the range read: cheap on MongoDB, a collection scan on SecantusDB
+        (an index is used only when one covers every predicate), so the engine passes it only when told
+        the store filters residual predicates well.
+        """
         query: Doc = {"state": "pending", "due_at": {"$lte": now}}
         if kind:
             query["kind"] = kind
         if automation_id:
             query["automation_id"] = automation_id
         full = {"$and": [query, dict(match)]} if match else query
-        for doc in self.timers.find(full).limit(CANDIDATES):
-            if _aware(doc.get("lease_until") or EPOCH) > now:
-                continue
-            claimed = self.timers.update_one(
-                {"_id": doc["_id"], "state": "pending", "due_at": doc["due_at"], "lease_until": doc["lease_until"]},
-                {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "worker": worker}},
+        due = [
+            d["_id"]
+            for d in self.timers.find(full, {"_id": 1, "lease_until": 1})
+            if _aware(d.get("lease_until") or EPOCH) <= now
+        ]
+        token = uuid.uuid4().hex
+        claimed: list[TimerItem] = []
+        for start in range(0, len(due), 200):
+            if len(claimed) >= limit:
+                break
+            chunk = due[start : start + min(200, limit - len(claimed))]
+            self.timers.update_many(
+                {"_id": {"$in": chunk}, "state": "pending", "lease_until": {"$lte": now}},
+                {"$set": {"lease_until": now + timedelta(seconds=lease_seconds), "worker": worker, "lease": token}},
             )
-            if claimed.modified_count == 1:
-                return TimerItem(
-                    id=str(doc["_id"]),
-                    kind=str(doc.get("kind")),
-                    tenant_id=str(doc.get("tenant_id")),
-                    automation_id=str(doc.get("automation_id")),
-                    record_id=str(doc.get("record_id") or ""),
-                    due_at=_aware(doc["due_at"]),
-                    payload=dict(doc.get("payload") or {}),
+            for doc in self.timers.find({"_id": {"$in": chunk}}, {k: 0 for k in SNAPSHOT_KEYS}):
+                if doc.get("lease") != token or doc.get("state") != "pending":
+                    continue
+                claimed.append(
+                    TimerItem(
+                        id=str(doc["_id"]),
+                        kind=str(doc.get("kind")),
+                        tenant_id=str(doc.get("tenant_id")),
+                        automation_id=str(doc.get("automation_id")),
+                        record_id=str(doc.get("record_id") or ""),
+                        due_at=_aware(doc["due_at"]),
+                        payload=dict(doc.get("payload") or {}),
+                    )
                 )
-        return None
+        claimed.sort(key=lambda item: item.due_at)
+        return claimed
 
     def finish(self, item_id: str, worker: str, *, due_at: datetime | None = None, state: str = "fired") -> None:
         """See WorkflowStore: only the worker holding the lease, and only if the item was not re-armed since."""
@@ -462,16 +506,17 @@ class MongoWorkflowStore:
         self.timers.update_one(query, {"$set": {"state": state, "fired_at": datetime.now(UTC)}})
 
     def skip_due(self, *, now: datetime, automation_id: str, match: Mapping[str, Any]) -> int:
-        """See WorkflowStore."""
-        query = {
-            "automation_id": automation_id,
-            "kind": "record",
-            "state": "pending",
-            "due_at": {"$lte": now},
-            "lease_until": {"$lte": now},
-            "$nor": [dict(match)],
-        }
-        return int(self.timers.update_many(query, {"$set": {"state": "skipped"}}).modified_count)
+        """See WorkflowStore: due items of an automation its compiled condition leaves out, marked skipped
+        (the ids read through the due index, the condition as a `$nor`; for a store that filters well)."""
+        query = {"automation_id": automation_id, "kind": "record", "state": "pending", "due_at": {"$lte": now}}
+        ids = [d["_id"] for d in self.timers.find({"$and": [query, {"$nor": [dict(match)]}]}, {"_id": 1})]
+        skipped = 0
+        for start in range(0, len(ids), 200):
+            skipped += self.timers.update_many(
+                {"_id": {"$in": ids[start : start + 200]}, "state": "pending", "lease_until": {"$lte": now}},
+                {"$set": {"state": "skipped"}},
+            ).modified_count
+        return skipped
 
     def disarm_automation(self, automation_id: str) -> int:
         """See AdminStore (a disabled, changed or deleted automation's armed items)."""
@@ -512,7 +557,10 @@ class MongoWorkflowStore:
             return True
 
         with self.db.client.start_session() as session:
-            return bool(session.with_transaction(write))
+            saved = bool(session.with_transaction(write))
+        if saved:
+            self._bump(str(doc["tenant_id"]))
+        return saved
 
     def get_pool(self, tenant_id: str, pool_id: str) -> Doc | None:
         """One pool of the tenant, API-shaped (deleted ones included)."""

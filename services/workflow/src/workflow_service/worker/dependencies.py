@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -26,6 +27,10 @@ from workflow_service.settings import Settings
 
 log = get_logger("workflow.worker")
 T = TypeVar("T")
+
+# When the timer last swept the due items without an error (time.monotonic()): the worker's readiness.
+# The side port reads it from its own thread; it cannot use the engine's (green) connections there.
+HEALTH = {"last_sweep": 0.0}
 
 
 class EngineCalls:
@@ -43,8 +48,10 @@ class EngineCalls:
         return self._on_thread(self._wiring.engine.handle_event, envelope)
 
     def sweep(self) -> int:
-        """engine.sweep on a real thread."""
-        return self._on_thread(self._wiring.engine.sweep)
+        """engine.sweep on a real thread; a sweep that worked marks the worker ready."""
+        fired = self._on_thread(self._wiring.engine.sweep)
+        HEALTH["last_sweep"] = time.monotonic()
+        return fired
 
     def user_event(self, envelope: Mapping[str, Any]) -> None:
         """Apply a gateway user event to the directory replica."""
@@ -53,6 +60,10 @@ class EngineCalls:
     def dead_letter_event(self, envelope: Mapping[str, Any], error: str) -> None:
         """Keep an event whose handling failed for a reason a retry will not fix (replayable from the API)."""
         self._on_thread(self._wiring.engine.dead_letter_event, envelope, error)
+
+    def change_held(self, envelope: Mapping[str, Any]) -> str:
+        """A record.change_held event: the approvals start the held change's instance (on a real thread)."""
+        return self._on_thread(self._wiring.engine.approvals.on_change_held, envelope)
 
     def arm_schedules(self) -> int:
         """Make sure every enabled scheduled automation has its next firing armed."""

@@ -91,6 +91,11 @@ class WorkflowWorker:
         """A record changed hands."""
         self._record_event(payload)
 
+    @event_handler("record", "record.change_held", requeue_on_error=True)
+    def on_record_change_held(self, payload: dict[str, Any]) -> None:
+        """A user's change of a guarded field waits: its approval starts (once per held change)."""
+        self._handle(payload, self.engine.change_held)
+
     def _user_event(self, payload: Any) -> None:
         self._handle(payload, self.engine.user_event)
 
