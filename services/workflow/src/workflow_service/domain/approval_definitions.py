@@ -29,14 +29,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime.errors import ValidationFailed
 from workflow_service.domain import templating
 from workflow_service.domain.approval_messages import field_error
+from workflow_service.domain.common import Check as _BaseCheck
 from workflow_service.domain.conditions import parse_condition
 from workflow_service.domain.definitions import CHANNELS, FormInfo, FormLookup
+
+
+class Check(_BaseCheck):
+    """Collects a process's errors with the approvals' own messages (domain/approval_messages.py)."""
+
+    def fail(self, where: str, rule: str, **params: Any) -> None:
+        """One more wrong part."""
+        self.errors.append(field_error(where, rule, self.locale, **params))
+
 
 NODE_TYPES = ("approver", "condition", "cc", "end")
 APPROVER_TYPES = ("user", "role", "submitter_manager", "manager_of_manager")
@@ -63,20 +72,11 @@ DEFAULT_NAMES = {
 }
 
 
-@dataclass
-class _Check:
-    locale: str
-    errors: list[FieldError] = field(default_factory=list)
-
-    def fail(self, where: str, rule: str, **params: Any) -> None:
-        self.errors.append(field_error(where, rule, self.locale, **params))
-
-
 def parse_process(
     spec: Any, forms: FormLookup, *, locale: str = "zh-CN", partial_of: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The normalised definition of `spec` (a whole one, or a patch over `partial_of`); ValidationFailed if wrong."""
-    check = _Check(locale)
+    check = Check(locale)
     if not isinstance(spec, Mapping):
         raise ValidationFailed([field_error("process_json", "not_object", locale)])
     for key in spec:
@@ -140,7 +140,7 @@ def parse_process(
 
 
 def _name(
-    raw: Any, where: str, check: _Check, *, required: bool, default: Mapping[str, str] | None = None
+    raw: Any, where: str, check: Check, *, required: bool, default: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     if raw is None and not required:
         return dict(default or {})
@@ -159,7 +159,7 @@ def _name(
     return out
 
 
-def _condition(raw: Any, form: FormInfo, where: str, check: _Check) -> Any:
+def _condition(raw: Any, form: FormInfo, where: str, check: Check) -> Any:
     """A condition tree checked on the form (record conditions only: no change operators)."""
     try:
         parsed = parse_condition(raw, form.fields, locale=check.locale, where=where)
@@ -171,7 +171,7 @@ def _condition(raw: Any, form: FormInfo, where: str, check: _Check) -> Any:
     return raw
 
 
-def _guard(raw: Any, form: FormInfo, check: _Check) -> dict[str, Any] | None:
+def _guard(raw: Any, form: FormInfo, check: Check) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -194,7 +194,7 @@ def _guard(raw: Any, form: FormInfo, check: _Check) -> dict[str, Any] | None:
     return {"field": key, "condition": condition}
 
 
-def _approver_specs(raw: Any, where: str, check: _Check) -> list[dict[str, Any]]:
+def _approver_specs(raw: Any, where: str, check: Check) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         if raw is not None:
             check.fail(where, "not_list")
@@ -230,7 +230,7 @@ def _approver_specs(raw: Any, where: str, check: _Check) -> list[dict[str, Any]]
     return out
 
 
-def _timeouts(raw: Any, where: str, check: _Check) -> dict[str, Any] | None:
+def _timeouts(raw: Any, where: str, check: Check) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -260,7 +260,7 @@ def _timeouts(raw: Any, where: str, check: _Check) -> dict[str, Any] | None:
     return out if ("remind_after" in out or "escalate_after" in out) else None
 
 
-def _ref(raw: Any, where: str, check: _Check) -> str:
+def _ref(raw: Any, where: str, check: Check) -> str:
     if raw is None or raw == "":
         return ""
     if not isinstance(raw, str):
@@ -269,7 +269,7 @@ def _ref(raw: Any, where: str, check: _Check) -> str:
     return raw
 
 
-def _nodes(raw: Any, form: FormInfo, check: _Check) -> list[dict[str, Any]]:
+def _nodes(raw: Any, form: FormInfo, check: Check) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         check.fail("nodes", "required" if not raw else "not_list")
         return []
@@ -368,7 +368,7 @@ def edges(node: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [("next", str(node.get("next") or ""))]
 
 
-def _graph(nodes: list[dict[str, Any]], start: str, check: _Check, *, explicit_start: bool) -> None:
+def _graph(nodes: list[dict[str, Any]], start: str, check: Check, *, explicit_start: bool) -> None:
     """Unknown references, dead ends, unreachable nodes, cycles, no end, no approver; strips `_index`."""
     by_id: dict[str, dict[str, Any]] = {}
     for node in nodes:

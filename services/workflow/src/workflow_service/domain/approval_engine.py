@@ -47,6 +47,7 @@ from workflow_service.domain import approval_messages as amsg
 from workflow_service.domain.actions import VersionMoved
 from workflow_service.domain.approval_definitions import node_map
 from workflow_service.domain.approval_ports import ApprovalRecords, ApprovalStore, Timers
+from workflow_service.domain.common import iso
 from workflow_service.domain.definitions import FormInfo
 from workflow_service.domain.engine import plain_record
 from workflow_service.domain.ports import Channel, DirectoryPort, DirectoryUser, Doc, FormPort, Message, TimerItem
@@ -86,10 +87,6 @@ def escalate_timer_id(task_id: str) -> str:
 def guards_timer_id(process_id: str) -> str:
     """The retry of a process's guard sync."""
     return f"appr:guards:{process_id}"
-
-
-def _iso(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
 class Approvals:
@@ -893,4 +890,4 @@ class Approvals:
 
 def public_time(value: Any) -> Any:
     """A stored time as API text."""
-    return _iso(value)
+    return iso(value)

@@ -27,7 +27,7 @@ from workflow_service.domain import approval_flow as flow
 from workflow_service.domain import approval_messages as amsg
 from workflow_service.domain.approval_definitions import node_map, parse_process, user_definition
 from workflow_service.domain.approval_engine import Approvals
-from workflow_service.domain.definitions import FormInfo
+from workflow_service.domain.common import FormsFor, iso
 from workflow_service.domain.ports import Doc
 
 DEFAULT_PAGE = 20
@@ -43,24 +43,6 @@ ACTION_EVENTS = {
     "add_before": "approver_added",
     "add_after": "approver_added",
 }
-
-
-class _Forms:
-    def __init__(self, approvals: Approvals, principal: Principal) -> None:
-        self._approvals, self._principal = approvals, principal
-
-    def published(self, form_ref: str) -> FormInfo | None:
-        return self._approvals.forms.published(self._principal, form_ref)
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, list):
-        return [_iso(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _iso(v) for k, v in value.items()}
-    return value
 
 
 def encode_cursor(moment: Any, row_id: str) -> str:
@@ -91,7 +73,7 @@ def public_process(doc: Mapping[str, Any]) -> Doc:
         "start", "channels", "nodes", "template_key", "created_at", "updated_at", "created_by", "updated_by",
         "guards_synced", "guards_error",
     )  # fmt: skip
-    return {k: _iso(doc.get(k)) for k in keep if k in doc}
+    return {k: iso(doc.get(k)) for k in keep if k in doc}
 
 
 class ApprovalUseCases:
@@ -154,7 +136,7 @@ class ApprovalUseCases:
     def create_process(self, principal: Principal, spec: Any, *, template_key: str = "") -> Doc:
         """Check and store a new process (version 1); a guard is published to the record service."""
         self._require_admin(principal)
-        parsed = parse_process(spec, _Forms(self.approvals, principal), locale=principal.locale)
+        parsed = parse_process(spec, FormsFor(self.approvals.forms, principal), locale=principal.locale)
         if parsed["key"] and self.store.process_by_key(principal.tenant_id, parsed["key"]) is not None:
             raise amsg.key_taken(parsed["key"], principal.locale)
         now = self.clock()
@@ -191,7 +173,10 @@ class ApprovalUseCases:
         if int(current.get("version") or 0) != expected_version:
             raise amsg.version_conflict(int(current.get("version") or 0), expected_version, principal.locale)
         parsed = parse_process(
-            patch, _Forms(self.approvals, principal), locale=principal.locale, partial_of=user_definition(current)
+            patch,
+            FormsFor(self.approvals.forms, principal),
+            locale=principal.locale,
+            partial_of=user_definition(current),
         )
         if parsed["key"] and parsed["key"] != current.get("key"):
             other = self.store.process_by_key(principal.tenant_id, parsed["key"])
@@ -442,7 +427,7 @@ class ApprovalUseCases:
         if box == "submitted":
             rows = self.store.list_submitted(principal.tenant_id, principal.user_id, before=before, size=size + 1)
             more, rows = len(rows) > size, rows[:size]
-            items = [{"at": _iso(r.get("submitted_at")), "approval": self._summary(r, locale)} for r in rows]
+            items = [{"at": iso(r.get("submitted_at")), "approval": self._summary(r, locale)} for r in rows]
             last = rows[-1] if rows else {}
             return items, encode_cursor(last.get("submitted_at"), str(last.get("_id"))) if more and rows else ""
         rows = self.store.list_box(principal.tenant_id, principal.user_id, BOXES[box], before=before, size=size + 1)
@@ -456,7 +441,7 @@ class ApprovalUseCases:
             items.append(
                 {
                     **self._task_out(row, instance, locale),
-                    "at": _iso(row.get("box_at")),
+                    "at": iso(row.get("box_at")),
                     "approval": self._summary(instance, locale),
                 }
             )
@@ -488,8 +473,8 @@ class ApprovalUseCases:
             "kind": instance.get("kind"),
             "state": instance.get("state"),
             "submitted_by": instance.get("submitted_by"),
-            "submitted_at": _iso(instance.get("submitted_at")),
-            "finished_at": _iso(instance.get("finished_at")),
+            "submitted_at": iso(instance.get("submitted_at")),
+            "finished_at": iso(instance.get("finished_at")),
             "node_id": instance.get("node_id") if instance.get("state") == "pending" else "",
             "node_name": self._node_name(instance, str(instance.get("node_id")), locale)
             if instance.get("state") == "pending" and instance.get("node_id")
@@ -506,11 +491,11 @@ class ApprovalUseCases:
             "user_id": task.get("user_id"),
             "state": task.get("state"),
             "action": task.get("action") or "",
-            "created_at": _iso(task.get("created_at")),
+            "created_at": iso(task.get("created_at")),
         }
         for key in ("acted_by", "acted_at", "comment", "reason", "reject_to", "to_user", "origin"):
             if task.get(key):
-                out[key] = _iso(task[key])
+                out[key] = iso(task[key])
         return out
 
     def view(self, principal: Principal, instance: Mapping[str, Any]) -> Doc:
@@ -520,10 +505,10 @@ class ApprovalUseCases:
         summary = self._summary(instance, locale)
         out: Doc = {
             **summary,
-            "change": _iso(instance.get("change")),
+            "change": iso(instance.get("change")),
             "decided_by": instance.get("decided_by") or "",
             "reason": instance.get("reason") or "",
-            "updated_at": _iso(instance.get("updated_at")),
+            "updated_at": iso(instance.get("updated_at")),
             "current_step": None,
             "tasks": [self._task_out(t, instance, locale) for t in tasks if t.get("kind") == "approve"],
             "cc": [t.get("user_id") for t in tasks if t.get("kind") == "cc"],
@@ -573,5 +558,5 @@ class ApprovalUseCases:
             timeline.append(entry)
         order = {"submitted": 0}
         timeline.sort(key=lambda e: (e.get("at") or datetime.min.replace(tzinfo=UTC), order.get(str(e["type"]), 1)))
-        out["timeline"] = [_iso(e) for e in timeline]
+        out["timeline"] = [iso(e) for e in timeline]
         return out

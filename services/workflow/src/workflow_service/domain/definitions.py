@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime.errors import ValidationFailed
 from workflow_service.domain import templating
 from workflow_service.domain.approval_messages import field_error as approval_error
+from workflow_service.domain.common import Check
 from workflow_service.domain.conditions import parse_condition
 from workflow_service.domain.errors import field_error
 
@@ -102,17 +103,6 @@ class FormLookup(Protocol):
         ...
 
 
-@dataclass
-class _Check:
-    """Collects the errors of one definition."""
-
-    locale: str
-    errors: list[FieldError] = field(default_factory=list)
-
-    def fail(self, where: str, rule: str, **params: Any) -> None:
-        self.errors.append(field_error(where, rule, self.locale, **params))
-
-
 # ---------------------------------------------------------------- entry point
 
 
@@ -120,7 +110,7 @@ def parse_automation(
     spec: Any, forms: FormLookup, *, locale: str = "zh-CN", partial_of: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The normalised definition of `spec` (a whole one, or a patch over `partial_of`); ValidationFailed if wrong."""
-    check = _Check(locale)
+    check = Check(locale)
     if not isinstance(spec, Mapping):
         raise ValidationFailed([field_error("automation_json", "not_object", locale)])
     allowed = {"name", "form", "form_id", "enabled", "trigger", "condition", "actions", "description"}
@@ -173,7 +163,7 @@ def parse_automation(
     }
 
 
-def _name(raw: Any, check: _Check) -> dict[str, str]:
+def _name(raw: Any, check: Check) -> dict[str, str]:
     if isinstance(raw, str):
         raw = {"zh-CN": raw, "en": raw}
     if not isinstance(raw, Mapping) or not any(isinstance(v, str) and v.strip() for v in raw.values()):
@@ -192,7 +182,7 @@ def _name(raw: Any, check: _Check) -> dict[str, str]:
 # ---------------------------------------------------------------- triggers
 
 
-def _field_key(form: FormInfo, ref: Any, where: str, check: _Check, types: frozenset[str] | None = None) -> str:
+def _field_key(form: FormInfo, ref: Any, where: str, check: Check, types: frozenset[str] | None = None) -> str:
     key = templating.field_key_of(ref, form.fields) if isinstance(ref, str) and ref else None
     if key is None:
         check.fail(where, "unknown_field", field=ref, form=form.title(check.locale))
@@ -204,7 +194,7 @@ def _field_key(form: FormInfo, ref: Any, where: str, check: _Check, types: froze
     return key
 
 
-def _duration(raw: Any, where: str, check: _Check, lo: int, hi: int) -> int:
+def _duration(raw: Any, where: str, check: Check, lo: int, hi: int) -> int:
     seconds = templating.parse_duration(raw)
     if seconds is None:
         check.fail(where, "bad_duration", value=raw)
@@ -223,7 +213,7 @@ def _human(seconds: int) -> str:
     return f"{sign}{seconds}s"
 
 
-def _trigger(raw: Any, form: FormInfo, forms: FormLookup, check: _Check) -> dict[str, Any]:
+def _trigger(raw: Any, form: FormInfo, forms: FormLookup, check: Check) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         check.fail("trigger", "not_object" if raw is not None else "required")
         return {}
@@ -316,7 +306,7 @@ def _normalised_operand(form: FormInfo, key: str, value: Any) -> Any:
     return value
 
 
-def _relation_to(related: FormInfo, ref: Any, target: FormInfo, check: _Check) -> str:
+def _relation_to(related: FormInfo, ref: Any, target: FormInfo, check: Check) -> str:
     """The key of a relation field of `related` that points to `target`."""
     key = templating.field_key_of(ref, related.fields) if isinstance(ref, str) and ref else None
     if key is None:
@@ -336,7 +326,7 @@ def _relation_to(related: FormInfo, ref: Any, target: FormInfo, check: _Check) -
 # ---------------------------------------------------------------- actions
 
 
-def _actions(raw: Any, form: FormInfo, forms: FormLookup, check: _Check) -> list[dict[str, Any]]:
+def _actions(raw: Any, form: FormInfo, forms: FormLookup, check: Check) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         check.fail("actions", "required" if not raw else "not_list")
         return []
@@ -361,7 +351,7 @@ def _actions(raw: Any, form: FormInfo, forms: FormLookup, check: _Check) -> list
 
 
 def _templates(
-    raw: Any, where: str, source: FormInfo, check: _Check, steps: int, target: FormInfo | None = None
+    raw: Any, where: str, source: FormInfo, check: Check, steps: int, target: FormInfo | None = None
 ) -> dict[str, Any]:
     """A {field: template} map: every target field exists, every placeholder names a field of the source."""
     if not isinstance(raw, Mapping) or not raw:
@@ -380,7 +370,7 @@ def _templates(
     return out
 
 
-def _template(template: Any, where: str, source: FormInfo, check: _Check, steps: int) -> Any:
+def _template(template: Any, where: str, source: FormInfo, check: Check, steps: int) -> Any:
     if not isinstance(template, str):
         return template
     if len(template) > MAX_TEXT:
@@ -398,7 +388,7 @@ def _template(template: Any, where: str, source: FormInfo, check: _Check, steps:
 
 
 def _target_form(
-    action: Mapping[str, Any], where: str, forms: FormLookup, check: _Check, key: str = "form"
+    action: Mapping[str, Any], where: str, forms: FormLookup, check: Check, key: str = "form"
 ) -> FormInfo | None:
     ref = action.get(key)
     if not isinstance(ref, str) or not ref:
@@ -410,14 +400,14 @@ def _target_form(
     return found
 
 
-def _unknown_keys(action: Mapping[str, Any], known: set[str], where: str, check: _Check) -> None:
+def _unknown_keys(action: Mapping[str, Any], known: set[str], where: str, check: Check) -> None:
     for key in action:
         if key not in known:
             check.fail(f"{where}.{key}", "unknown_key", key=key)
 
 
 def _create_record(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     _unknown_keys(action, {"type", "form", "values", "owner"}, where, check)
     target = _target_form(action, where, forms, check)
@@ -429,7 +419,7 @@ def _create_record(
 
 
 def _update_record(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     _unknown_keys(action, {"type", "target", "values", "if_empty", "if_later"}, where, check)
     target_ref = action.get("target", "self")
@@ -490,7 +480,7 @@ def _update_record(
     }
 
 
-def _user_list(raw: Any, where: str, check: _Check) -> list[str]:
+def _user_list(raw: Any, where: str, check: Check) -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(u, str) and u for u in raw):
@@ -502,7 +492,7 @@ def _user_list(raw: Any, where: str, check: _Check) -> list[str]:
 
 
 def _assign_owner(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     _unknown_keys(
         action,
@@ -554,7 +544,7 @@ def _assign_owner(
     return out
 
 
-def _pool(raw: Mapping[str, Any], where: str, check: _Check) -> dict[str, Any]:
+def _pool(raw: Mapping[str, Any], where: str, check: Check) -> dict[str, Any]:
     users = _user_list(raw.get("users"), f"{where}.users", check)
     department = raw.get("department") or ""
     role = raw.get("role") or ""
@@ -568,7 +558,7 @@ def _pool(raw: Mapping[str, Any], where: str, check: _Check) -> dict[str, Any]:
 
 
 def _notify(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     _unknown_keys(action, {"type", "recipients", "channels", "title", "body"}, where, check)
     recipients = action.get("recipients")
@@ -622,7 +612,7 @@ def _notify(
 
 
 def _webhook(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     _unknown_keys(action, {"type", "url", "headers", "body"}, where, check)
     url = action.get("url")
@@ -641,7 +631,7 @@ def _webhook(
 
 
 def _move_to_pool(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     """Return the record to a public pool of its form (the pool is checked when the action runs)."""
     _unknown_keys(action, {"type", "pool", "reason"}, where, check)
@@ -653,7 +643,7 @@ def _move_to_pool(
 
 
 def _assign_from_pool(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     """Give a record that sits in a pool to a user (a template, e.g. a user field of the record)."""
     _unknown_keys(action, {"type", "owner"}, where, check)
@@ -662,7 +652,7 @@ def _assign_from_pool(
     return {"owner": _template(action.get("owner"), f"{where}.owner", form, check, index)}
 
 
-def _optional(action: Mapping[str, Any], where: str, check: _Check) -> dict[str, Any]:
+def _optional(action: Mapping[str, Any], where: str, check: Check) -> dict[str, Any]:
     """`optional: <name>`: the action runs only when a manual run chooses that option."""
     name = action.get("optional")
     if name is None:
@@ -674,7 +664,7 @@ def _optional(action: Mapping[str, Any], where: str, check: _Check) -> dict[str,
 
 
 def _start_approval(
-    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: _Check, index: int
+    action: Mapping[str, Any], where: str, form: FormInfo, forms: FormLookup, check: Check, index: int
 ) -> dict[str, Any]:
     """Submit the record to an approval process of its form (`process`: id or key), as the record's owner.
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from crm_runtime.principal import Principal
 from workflow_service.domain import errors as werr
 from workflow_service.domain.actions import VersionMoved
+from workflow_service.domain.common import iso
 from workflow_service.domain.ports import DirectoryPort, Doc, RecordPort, WorkflowStore
 
 PAGE = 100
@@ -216,12 +217,8 @@ class Handover:
         job["state"] = "running"
 
 
-def _iso(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-
-
 def public(job: Mapping[str, Any]) -> Doc:
     """The API form of a job."""
-    out = {k: _iso(v) for k, v in job.items() if k not in ("_id", "forms_done")}
+    out = {k: iso(v) for k, v in job.items() if k not in ("_id", "forms_done")}
     out["id"] = job.get("_id")
     return out

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from crm_runtime.envelope import make_envelope
 from crm_runtime.principal import Principal
 from workflow_service.domain import errors as werr
-from workflow_service.domain.definitions import FormInfo
+from workflow_service.domain.common import FormsFor, iso, require_admin
 from workflow_service.domain.pools import parse_pool, replica
 from workflow_service.domain.ports import Doc, FormPort
 
@@ -38,14 +38,6 @@ class PoolStore(Protocol):
         ...
 
 
-class _Forms:
-    def __init__(self, forms: FormPort, principal: Principal) -> None:
-        self._forms, self._principal = forms, principal
-
-    def published(self, form_ref: str) -> FormInfo | None:
-        return self._forms.published(self._principal, form_ref)
-
-
 def _event(event_type: str, doc: Mapping[str, Any], actor: str) -> Doc:
     envelope = make_envelope(
         event_type, str(doc["tenant_id"]), replica({**doc, "id": doc["_id"]}), source=SOURCE, actor=actor
@@ -53,13 +45,9 @@ def _event(event_type: str, doc: Mapping[str, Any], actor: str) -> Doc:
     return {"_id": envelope["id"], "tenant_id": envelope["tenant_id"], "event": envelope, "published": False}
 
 
-def _iso(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-
-
 def public(doc: Mapping[str, Any]) -> Doc:
     """The API form of a pool."""
-    return {k: _iso(v) for k, v in doc.items() if k not in ("_id", "watch_forms", "deleted")}
+    return {k: iso(v) for k, v in doc.items() if k not in ("_id", "watch_forms", "deleted")}
 
 
 class PoolUseCases:
@@ -70,11 +58,6 @@ class PoolUseCases:
         self.forms = forms
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    @staticmethod
-    def _admin(principal: Principal) -> None:
-        if not (principal.is_admin or principal.kind == "service"):
-            raise werr.manage_forbidden(principal.locale)
-
     def _found(self, principal: Principal, pool_id: str) -> Doc:
         doc = self.store.get_pool(principal.tenant_id, pool_id) if pool_id else None
         if doc is None or doc.get("deleted"):
@@ -83,8 +66,8 @@ class PoolUseCases:
 
     def create(self, principal: Principal, spec: Any, *, template_key: str = "") -> Doc:
         """Check and store a new pool (version 1) and tell the record service."""
-        self._admin(principal)
-        parsed = parse_pool(spec, _Forms(self.forms, principal), locale=principal.locale)
+        require_admin(principal)
+        parsed = parse_pool(spec, FormsFor(self.forms, principal), locale=principal.locale)
         now = self.clock()
         doc: Doc = {
             "_id": uuid.uuid4().hex,
@@ -103,13 +86,13 @@ class PoolUseCases:
 
     def update(self, principal: Principal, pool_id: str, patch: Any, expected_version: int) -> Doc:
         """Change a pool (optimistic on expected_version)."""
-        self._admin(principal)
+        require_admin(principal)
         if not expected_version or expected_version < 1:
             raise werr.invalid("expected_version", "required", principal.locale)
         current = self._found(principal, pool_id)
         if int(current.get("version") or 0) != expected_version:
             raise werr.version_conflict(int(current.get("version") or 0), expected_version, principal.locale)
-        parsed = parse_pool(patch, _Forms(self.forms, principal), locale=principal.locale, current=current)
+        parsed = parse_pool(patch, FormsFor(self.forms, principal), locale=principal.locale, current=current)
         doc = {k: v for k, v in current.items() if k != "id"}
         doc.update(parsed, _id=pool_id, version=expected_version + 1, updated_at=self.clock())
         if not self.store.save_pool(
@@ -135,7 +118,7 @@ class PoolUseCases:
 
     def delete(self, principal: Principal, pool_id: str, expected_version: int) -> None:
         """Delete a pool; its records keep no owner until an admin assigns them (the record service drops it)."""
-        self._admin(principal)
+        require_admin(principal)
         current = self._found(principal, pool_id)
         if int(current.get("version") or 0) != expected_version:
             raise werr.version_conflict(int(current.get("version") or 0), expected_version, principal.locale)

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crm_runtime.errors import FieldError, ValidationFailed
+from crm_runtime.errors import ValidationFailed
 from crm_runtime.principal import Principal
 from workflow_service.domain import templating
+from workflow_service.domain.common import Check
 from workflow_service.domain.conditions import parse_condition
 from workflow_service.domain.definitions import FormInfo, FormLookup
 from workflow_service.domain.errors import field_error, message
@@ -71,16 +71,7 @@ def replica(pool: Mapping[str, Any]) -> dict[str, Any]:
     return {k: pool.get(k) for k in REPLICATED}
 
 
-@dataclass
-class _Check:
-    locale: str
-    errors: list[FieldError] = field(default_factory=list)
-
-    def fail(self, where: str, rule: str, **params: Any) -> None:
-        self.errors.append(field_error(where, rule, self.locale, **params))
-
-
-def _count(raw: Any, where: str, check: _Check, hi: int) -> int:
+def _count(raw: Any, where: str, check: Check, hi: int) -> int:
     if raw is None:
         return 0
     if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= hi:
@@ -89,7 +80,7 @@ def _count(raw: Any, where: str, check: _Check, hi: int) -> int:
     return raw
 
 
-def _related(raw: Any, where: str, form: FormInfo, forms: FormLookup, check: _Check) -> list[dict[str, Any]]:
+def _related(raw: Any, where: str, form: FormInfo, forms: FormLookup, check: Check) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -123,7 +114,7 @@ def parse_pool(
     spec: Any, forms: FormLookup, *, locale: str = "zh-CN", current: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The normalised pool of `spec` (a whole one, or a patch over `current`); ValidationFailed naming what is wrong."""
-    check = _Check(locale)
+    check = Check(locale)
     if not isinstance(spec, Mapping):
         raise ValidationFailed([field_error("pool_json", "not_object", locale)])
     allowed = {

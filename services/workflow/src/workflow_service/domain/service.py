@@ -20,6 +20,7 @@ from typing import Any
 from crm_runtime.errors import Conflict, ValidationFailed
 from crm_runtime.principal import Principal
 from workflow_service.domain import errors as werr
+from workflow_service.domain.common import iso
 from workflow_service.domain.definitions import FormInfo, parse_automation
 from workflow_service.domain.engine import Engine
 from workflow_service.domain.ports import AdminStore, Doc, FormPort
@@ -392,33 +393,29 @@ def _user_trigger(trigger: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _iso(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-
-
 def _public(doc: Mapping[str, Any]) -> Doc:
     keep = (
         "id", "tenant_id", "name", "description", "form_id", "form_key", "enabled", "version", "trigger",
         "condition", "actions", "template_key", "created_at", "updated_at", "created_by", "updated_by",
     )  # fmt: skip
-    return {k: _iso(doc.get(k)) for k in keep if k in doc}
+    return {k: iso(doc.get(k)) for k in keep if k in doc}
 
 
 def _run(doc: Mapping[str, Any]) -> Doc:
-    out = {k: _iso(v) for k, v in doc.items() if k not in ("_id", "record")}
+    out = {k: iso(v) for k, v in doc.items() if k not in ("_id", "record")}
     out["id"] = doc.get("_id")
     if isinstance(out.get("retry"), Mapping):
-        out["retry"] = {k: _iso(v) for k, v in out["retry"].items()}
+        out["retry"] = {k: iso(v) for k, v in out["retry"].items()}
     return out
 
 
 def _letter(doc: Mapping[str, Any]) -> Doc:
-    out = {k: _iso(v) for k, v in doc.items() if k not in ("_id", "envelope")}
+    out = {k: iso(v) for k, v in doc.items() if k not in ("_id", "envelope")}
     out["id"] = doc.get("_id")
     return out
 
 
 def _notification(doc: Mapping[str, Any]) -> Doc:
-    out = {k: _iso(v) for k, v in doc.items() if k not in ("_id", "tenant_id")}
+    out = {k: iso(v) for k, v in doc.items() if k not in ("_id", "tenant_id")}
     out["id"] = doc.get("_id")
     return out
