@@ -103,10 +103,10 @@ def build_wiring(
             push_conditions=settings.push_conditions,
         ),
     )
-    engine.handover = Handover(store, records, forms, store)  # type: ignore[arg-type]
     approval_store = MongoApprovalStore(db)
     approval_store.ensure_indexes()
     engine.approvals = Approvals(approval_store, records, forms, store, channels, store, clock=engine.clock)  # type: ignore[arg-type]
+    engine.handover = Handover(store, records, forms, store, transfer_tasks=engine.approvals.transfer_tasks)  # type: ignore[arg-type]
     return Wiring(store, engine, records, forms)
 
 

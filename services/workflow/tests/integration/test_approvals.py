@@ -645,3 +645,23 @@ def test_the_grpc_server_serves_the_approval_rpcs(server: StoreProcess, aw: AW) 
             assert stub.ListAutomations(workflow_pb2.ListAutomationsRequest(), metadata=ADMIN.to_metadata())
     finally:
         api.stop(0)
+
+
+def test_a_handover_transfers_the_leaving_approvers_pending_tasks(aw: AW) -> None:
+    from workflow_service.domain.handover import Handover
+
+    aw.uc.create_process(ADMIN, simple([approver("one", ["u-boss"])]))
+    instance = aw.uc.submit(user(REP), aw.record("contract", {"amount": "1.00"}))
+    handover = Handover(
+        aw.world.store, aw.records, aw.world.forms, aw.world.store, clock=aw.world.clock,
+        transfer_tasks=aw.approvals.transfer_tasks,
+    )  # fmt: skip
+    aw.world.engine.handover = handover
+    job = handover.start(ADMIN, "u-boss", "u-gm", "")
+    aw.world.engine.sweep()
+
+    done = handover.get(ADMIN, job["id"])
+    assert done["state"] == "done" and done["progress"]["approval_tasks"] == 1
+    assert aw.todo("u-boss") == [] and len(aw.todo("u-gm")) == 1
+    assert aw.uc.approve(user("u-gm"), aw.task_of("u-gm"))["state"] == "approved"
+    assert (aw.store.instance(instance["id"]) or {})["state"] == "approved"

@@ -872,6 +872,24 @@ class Approvals:
         )
         return str(instance.get("_id") or "")
 
+    def transfer_tasks(self, tenant_id: str, from_user: str, to_user: str) -> int:
+        """A handover: every pending approval task of `from_user` transferred to `to_user` (each its own action,
+        in the instance's timeline, by the handover); returns how many moved."""
+        moved = 0
+        for _ in range(100):  # pages of 100, newest first, until none is pending
+            page = self.store.list_box(tenant_id, from_user, "pending", before=None, size=100)
+            if not page:
+                break
+            for task in page:
+                try:
+                    self.act(task, "transfer", "service:workflow", user_id=to_user, comment="离职交接")
+                    moved += 1
+                except DomainError as exc:  # a task that moved on meanwhile: the next page no longer has it
+                    log.warning("handover_task_kept", task=task.get("_id"), error=str(exc))
+            if len(page) < 100:
+                break
+        return moved
+
     def start_for_automation(
         self, tenant_id: str, process: Mapping[str, Any], record: Mapping[str, Any], key: str
     ) -> Doc:
