@@ -321,7 +321,7 @@ class MergedEvents:
         self.channel.queue_bind(queue=self.queue, exchange="record.events", routing_key="record.merged")
         self.seen: list[dict[str, Any]] = []
 
-    def wait(self, count: int, timeout: float = 15.0, settle: float = 0.5) -> list[dict[str, Any]]:
+    def wait(self, count: int, timeout: float = 60.0, settle: float = 0.5) -> list[dict[str, Any]]:
         """Collect until `count` envelopes arrived, then `settle` seconds more (to catch any extra one)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
