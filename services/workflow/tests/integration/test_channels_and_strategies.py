@@ -160,3 +160,26 @@ def test_load_balanced_and_rule_assignment(world: World) -> None:
     owner = {r["data"]["customer_name"]: r["owner_id"] for r in world.records.records.values()}
     assert owner["展会客户"] == SALES[1]  # owns 1, against 3
     assert owner["A 类"] == SALES[4] and owner["B 类"] == SALES[3]
+
+
+def test_a_departments_leader_is_its_member_holding_the_manager_role(world: World) -> None:
+    world.store.put_user(DirectoryUser(TENANT, "u-lead", "组长", department_id="d-team1", roles=("manager",)))
+    world.uc.create(
+        ADMIN,
+        {
+            "name": "告知部门负责人",
+            "form": "customer",
+            "trigger": {"type": "record_created"},
+            "actions": [
+                {
+                    "type": "notify",
+                    "recipients": [{"type": "department_leader", "department": "d-team1"}],
+                    "title": "新客户 {客户名称}",
+                }
+            ],
+        },
+    )
+    world.engine.handle_event(world.records.add(TENANT, "customer", {"customer_name": "华信"}, owner_id=SALES[0]))
+    notes, _, _ = world.uc.notifications(type(ADMIN)(tenant_id=TENANT, user_id="u-lead"))
+    assert [n["title"] for n in notes] == ["新客户 华信"]
+    assert world.uc.notifications(type(ADMIN)(tenant_id=TENANT, user_id=SALES[1]))[0] == []

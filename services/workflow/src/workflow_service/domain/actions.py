@@ -208,6 +208,12 @@ def recipients(ctx: ActionContext, specs: list[Mapping[str, Any]]) -> list[Direc
         elif kind == "role":
             for user in ctx.directory.members(ctx.tenant_id, role=str(spec.get("role") or "")):
                 add(user.user_id)
+        elif kind == "department_leader":
+            department = str(spec.get("department") or record.get("department_id") or "")
+            for user in ctx.directory.members(
+                ctx.tenant_id, department_id=department, role=str(spec.get("role") or "manager")
+            ):
+                add(user.user_id)
         elif kind == "department_members":
             members = ctx.directory.members(
                 ctx.tenant_id, department_id=str(spec.get("department") or ""), role=str(spec.get("role") or "")

@@ -57,7 +57,9 @@ ACTIONS = (
     "start_approval",
 )  # fmt: skip
 STRATEGIES = ("round_robin", "load_balanced", "rule")
-RECIPIENTS = ("owner", "owner_manager", "user", "role", "department_members", "user_field", "record_creator")
+RECIPIENTS = (
+    "owner", "owner_manager", "user", "role", "department_members", "department_leader", "user_field", "record_creator",
+)  # fmt: skip
 CHANNELS = ("in_app", "email", "wecom", "dingtalk", "feishu", "sms", "webhook")
 SINCE = ("created", "owner_assigned", "changed")
 DATE_TYPES = frozenset({"date", "datetime"})
@@ -582,6 +584,11 @@ def _notify(
             item["role"] = str(recipient.get("role") or "")
             if not item["role"]:
                 check.fail(f"{rwhere}.role", "required")
+        elif kind == "department_leader":
+            # a department's leaders: its members holding the leader role (default "manager"); the department
+            # named, else the record's own
+            item["department"] = str(recipient.get("department") or "")
+            item["role"] = str(recipient.get("role") or "manager")
         elif kind == "department_members":
             item["department"] = str(recipient.get("department") or "")
             if not item["department"]:
