@@ -742,3 +742,33 @@ def test_two_worker_processes_share_the_events_and_fire_a_due_reminder_once(
         except subprocess.TimeoutExpired:
             second.kill()
         log.close()
+
+
+def test_a_poison_message_is_dead_lettered_once_and_does_not_block_the_queue(platform: Platform, admin: Client) -> None:
+    """nameko acks a message whose handler raised (lost) or, with requeue_on_error, redelivers it forever: here a
+    body that is not an envelope is kept with its error in the dead letters and acked, and the queue goes on."""
+    mark = uuid.uuid4().hex
+    conn = pika.BlockingConnection(pika.URLParameters(platform.env["AMQP_URL"]))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        declare_exchange(channel, exchange_name("record"))
+        # valid JSON, but a string, not an envelope (a foreign publisher on the shared exchange)
+        channel.basic_publish(
+            exchange=exchange_name("record"),
+            routing_key="record.created",
+            body=json.dumps(f"poison {mark}").encode(),
+            properties=pika.BasicProperties(content_type="application/json", delivery_mode=2),
+            mandatory=True,
+        )
+    finally:
+        conn.close()
+    later = create(admin, "customer", {"customer_name": _uniq("毒消息之后有限公司")})
+    eventually(lambda: one_task(admin, later["id"]), what="the next event handled after the poison")
+    eventually(lambda: _ready_messages(platform) == 0, what="the queue drained (the poison not redelivered)")
+    client: MongoClient[Any] = MongoClient(platform.env["WORKFLOW_MONGO_URL"], serverSelectionTimeoutMS=5000)
+    try:
+        kept = list(client["crm_workflow"]["dead_letters"].find({"kind": "event", "envelope.body": {"$regex": mark}}))
+    finally:
+        client.close()
+    assert len(kept) == 1 and kept[0]["error"] == "not an event envelope"
