@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +26,7 @@ from workflow_service.domain import approval_flow as flow
 from workflow_service.domain import approval_messages as amsg
 from workflow_service.domain.approval_definitions import node_map, parse_process, user_definition
 from workflow_service.domain.approval_engine import Approvals
-from workflow_service.domain.common import FormsFor, iso
+from workflow_service.domain.common import FormsFor, iso, new_definition
 from workflow_service.domain.ports import Doc
 
 DEFAULT_PAGE = 20
@@ -140,19 +139,7 @@ class ApprovalUseCases:
         if parsed["key"] and self.store.process_by_key(principal.tenant_id, parsed["key"]) is not None:
             raise amsg.key_taken(parsed["key"], principal.locale)
         now = self.clock()
-        doc: Doc = {
-            "_id": uuid.uuid4().hex,
-            "tenant_id": principal.tenant_id,
-            **parsed,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": principal.user_id,
-            "updated_by": principal.user_id,
-            "deleted": False,
-        }
-        if template_key:
-            doc["template_key"] = template_key
+        doc = new_definition(principal, parsed, now, template_key)
         try:
             created = self.store.insert_process(doc)
         except Conflict:

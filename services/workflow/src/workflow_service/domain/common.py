@@ -3,6 +3,7 @@ one caller, the tenant-admin rule, and times as API text."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +46,26 @@ class FormsFor:
     def published(self, form_ref: str) -> FormInfo | None:
         """The caller's published form by id or key."""
         return self._forms.published(self._principal, form_ref)
+
+
+def new_definition(
+    principal: Principal, parsed: dict[str, Any], now: datetime, template_key: str = ""
+) -> dict[str, Any]:
+    """The stored document of a new versioned definition (automation, pool, approval process): version 1."""
+    doc: dict[str, Any] = {
+        "_id": uuid.uuid4().hex,
+        "tenant_id": principal.tenant_id,
+        **parsed,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": principal.user_id,
+        "updated_by": principal.user_id,
+        "deleted": False,
+    }
+    if template_key:
+        doc["template_key"] = template_key
+    return doc
 
 
 def require_admin(principal: Principal) -> None:

@@ -3,7 +3,6 @@ record service as `pool.updated` (or `pool.deleted`) through the workflow's outb
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -11,7 +10,7 @@ from typing import Any, Protocol
 from crm_runtime.envelope import make_envelope
 from crm_runtime.principal import Principal
 from workflow_service.domain import errors as werr
-from workflow_service.domain.common import FormsFor, iso, require_admin
+from workflow_service.domain.common import FormsFor, iso, new_definition, require_admin
 from workflow_service.domain.pools import parse_pool, replica
 from workflow_service.domain.ports import Doc, FormPort
 
@@ -69,18 +68,7 @@ class PoolUseCases:
         require_admin(principal)
         parsed = parse_pool(spec, FormsFor(self.forms, principal), locale=principal.locale)
         now = self.clock()
-        doc: Doc = {
-            "_id": uuid.uuid4().hex,
-            "tenant_id": principal.tenant_id,
-            **parsed,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": principal.user_id,
-            "deleted": False,
-        }
-        if template_key:
-            doc["template_key"] = template_key
+        doc = new_definition(principal, parsed, now, template_key)
         self.store.save_pool(doc, _event("pool.updated", doc, principal.user_id))
         return public(self._found(principal, doc["_id"]))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from crm_runtime.errors import Conflict, ValidationFailed
 from crm_runtime.principal import Principal
 from workflow_service.domain import errors as werr
-from workflow_service.domain.common import iso
+from workflow_service.domain.common import iso, new_definition
 from workflow_service.domain.definitions import FormInfo, parse_automation
 from workflow_service.domain.engine import Engine
 from workflow_service.domain.ports import AdminStore, Doc, FormPort
@@ -129,19 +128,7 @@ class WorkflowUseCases:
         self._require_admin(principal)
         normalised = parse_automation(spec, _Forms(self.forms, principal, self.approvals), locale=principal.locale)
         now = self.clock()
-        doc = {
-            "_id": uuid.uuid4().hex,
-            "tenant_id": principal.tenant_id,
-            **normalised,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": principal.user_id,
-            "updated_by": principal.user_id,
-            "deleted": False,
-        }
-        if template_key:
-            doc["template_key"] = template_key
+        doc = new_definition(principal, normalised, now, template_key)
         created = self.store.insert_automation(doc)
         if created.get("enabled"):
             self.engine.arm_schedule(created)
